@@ -1,0 +1,1 @@
+"""Billy: firmware for a talking Big Mouth Billy Bass."""

@@ -1,0 +1,356 @@
+"""Builds Billy from settings and runs him: the one place where the parts are wired.
+
+Start-up loads and warms every model before Billy says he is ready, so the first turn is
+as fast as the hundredth. Optional parts that fail (Ollama down, no MQTT broker, no Home
+Assistant) are reported in one line each and Billy starts without them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.button import FishButton, read_keyboard
+from core.config import Settings
+from core.errors import BackendError, BillyError
+from core.hybrid import HybridBrain, HybridSynthesizer, HybridTranscriber
+from core.interfaces import Microphone, Speaker
+from core.session import Session, SessionHooks
+from core.state import State, StateChange, StateOwner
+
+log = logging.getLogger(__name__)
+
+ANNOUNCEMENT_QUEUE = 20
+"""Announcements and songs waiting while Billy is busy; beyond this the oldest is dropped."""
+
+
+@dataclass
+class Devices:
+    """The hardware Billy talks through, real or simulated."""
+
+    mic: Microphone
+    speaker: Speaker
+    pin_factory: Any
+    simulated_audio: bool
+    simulated_pins: bool
+
+
+def make_devices(settings: Settings, simulate: bool) -> Devices:
+    """Real sound card and pins where they exist; otherwise the simulated ones, said once."""
+    from core.simaudio import SimulatedMicrophone, SimulatedSpeaker
+
+    pin_factory, simulated_pins = _pin_factory(simulate)
+    if simulate:
+        return Devices(
+            SimulatedMicrophone(settings.audio.mic_sample_rate),
+            SimulatedSpeaker(latency_s=settings.audio.sim_output_latency_ms / 1000),
+            pin_factory,
+            True,
+            simulated_pins,
+        )
+    try:
+        from core.sound import SoundDeviceMicrophone, SoundDeviceSpeaker
+
+        mic = SoundDeviceMicrophone(settings.audio.mic_preference, settings.audio.mic_sample_rate)
+        speaker = SoundDeviceSpeaker(settings.audio.speaker_preference)
+        return Devices(mic, speaker, pin_factory, False, simulated_pins)
+    except BillyError as exc:
+        log.warning("%s Running with the simulated mic and speaker instead.", exc)
+        return Devices(
+            SimulatedMicrophone(settings.audio.mic_sample_rate),
+            SimulatedSpeaker(latency_s=settings.audio.sim_output_latency_ms / 1000),
+            pin_factory,
+            True,
+            simulated_pins,
+        )
+
+
+def _pin_factory(simulate: bool) -> tuple[Any, bool]:
+    from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+    if not simulate:
+        try:
+            from gpiozero import Device
+
+            Device._default_pin_factory()
+            return None, False
+        except Exception as exc:  # gpiozero raises several kinds when no GPIO chip exists
+            log.info("no GPIO here (%s): motors and button are simulated", type(exc).__name__)
+    return MockFactory(pin_class=MockPWMPin), True
+
+
+def build_brain(settings: Settings) -> HybridBrain:
+    """Order of preference: local Ollama, cloud, embedded (or cloud first when not local)."""
+    from core.brains.embedded import EmbeddedBrain
+    from core.brains.ollama import OllamaBrain
+
+    m = settings.models
+    ollama = OllamaBrain(m.local_llm_host, m.local_llm_model, m.local_llm_keep_alive, m.request_timeout_seconds)
+    brains: list[Any] = [ollama]
+    if m.cloud_enabled:
+        from core.brains.openai import OpenAIBrain
+
+        cloud = OpenAIBrain(m.openai_base_url, m.openai_api_key, m.openai_model, m.request_timeout_seconds)
+        brains = [ollama, cloud] if m.use_local_models else [cloud, ollama]
+    brains.append(EmbeddedBrain(m.embedded_llm_model, m.embedded_llm_threads))
+    return HybridBrain(brains, m.breaker_cooldown_seconds)
+
+
+def build_transcriber(settings: Settings) -> HybridTranscriber:
+    from core.stt import WhisperTranscriber, resolve_whisper_model
+
+    m = settings.models
+    local = WhisperTranscriber(resolve_whisper_model(m.local_stt_model))
+    parts: list[Any] = [local]
+    if m.cloud_enabled:
+        from core.stt import OpenAITranscriber
+
+        cloud = OpenAITranscriber(m.openai_base_url, m.openai_api_key, m.openai_stt_model, m.request_timeout_seconds)
+        parts = [local, cloud] if m.use_local_models else [cloud, local]
+    return HybridTranscriber(parts, m.breaker_cooldown_seconds)
+
+
+def build_synthesizer(settings: Settings) -> HybridSynthesizer:
+    from core.tts import PiperSynthesizer
+
+    m = settings.models
+    local = PiperSynthesizer(m.local_tts_voice)
+    parts: list[Any] = [local]
+    if m.cloud_enabled:
+        from core.tts import OpenAISynthesizer
+
+        cloud = OpenAISynthesizer(
+            m.openai_base_url, m.openai_api_key, m.openai_tts_model, m.openai_tts_voice, m.request_timeout_seconds
+        )
+        parts = [local, cloud] if m.use_local_models else [cloud, local]
+    return HybridSynthesizer(parts, m.breaker_cooldown_seconds)
+
+
+@dataclass
+class Billy:
+    """Everything that makes up one running fish, wired together."""
+
+    settings: Settings
+    devices: Devices
+    state: StateOwner = field(default_factory=StateOwner)
+    session: Session | None = None
+    body: Any = None
+    button: FishButton | None = None
+    mqtt: Any = None
+    restart_requested: bool = False
+    stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    _tasks: list[asyncio.Task] = field(default_factory=list)
+    _announcements: deque = field(default_factory=lambda: deque(maxlen=ANNOUNCEMENT_QUEUE))
+    _announcement_ready: asyncio.Event = field(default_factory=asyncio.Event)
+    _brain: Any = None
+    _prompt_key: Any = None
+
+    async def start(self) -> None:
+        """Load and warm everything, then start listening; raises BillyError on a fatal problem."""
+        from core.homeassistant import HomeAssistantClient
+        from core.motion import Body, button_pin
+        from core.persona import PersonaStore
+        from core.songs import SongLibrary
+        from core.tools import ToolRegistry
+        from core.wakeup import WakeupClips
+
+        s = self.settings
+        loop = asyncio.get_running_loop()
+        personas = PersonaStore(s.persona)
+        persona = personas.current()
+        songs = SongLibrary(s.sounds_dir / "songs")
+        self.body = Body(s.motion, pin_factory=self.devices.pin_factory)
+        self.body.attach(self.devices.speaker)
+        self.state.subscribe(self.body.on_state)
+        ha = HomeAssistantClient(s.home_assistant) if s.home_assistant.enabled else None
+        tools = ToolRegistry(personas, songs.titles, ha)
+
+        log.info("loading models (speech, voice, brain)...")
+        transcriber, synthesizer, brain = await asyncio.gather(
+            loop.run_in_executor(None, build_transcriber, s),
+            loop.run_in_executor(None, build_synthesizer, s),
+            loop.run_in_executor(None, build_brain, s),
+        )
+        self._brain = brain
+        wake_word = None
+        if s.wake_word.enabled:
+            from core.wakeword import WakeWordDetector
+
+            wake_word = await loop.run_in_executor(None, WakeWordDetector, s.wake_word)
+        clips = WakeupClips(personas, synthesizer, s.cache_dir / "wakeup", s.sounds_dir / "wakeup")
+
+        def system_prompt() -> str:
+            from core.prompt import build_system_prompt
+
+            return build_system_prompt(personas.current(), songs.titles())
+
+        await asyncio.gather(
+            loop.run_in_executor(None, transcriber.warm),
+            loop.run_in_executor(None, synthesizer.warm),
+            loop.run_in_executor(None, clips.prepare),
+            brain.warm(system_prompt(), tools.schemas()),
+        )
+        log.info("brain: %s", brain.describe() if hasattr(brain, "describe") else brain.name)
+
+        hooks = SessionHooks()
+        self.session = Session(
+            s,
+            self.state,
+            self.devices.mic,
+            self.devices.speaker,
+            transcriber,
+            brain,
+            synthesizer,
+            tools,
+            system_prompt,
+            clips.pick,
+            s.sounds_dir,
+            body=self.body,
+            songs=songs,
+            wake_word=wake_word,
+            hooks=hooks,
+        )
+        self.devices.speaker.start()
+        await self.session.start()
+        self.button = FishButton(button_pin(s.motion), loop, self.session.press, self.devices.pin_factory)
+        if s.mqtt.enabled:
+            self._start_mqtt(loop, hooks)
+        self._tasks.append(asyncio.create_task(self._announcer(), name="announcer"))
+        self._tasks.append(asyncio.create_task(self._rewarm_on_persona_change(system_prompt, tools), name="rewarm"))
+        self.state.set(State.IDLE, "ready")
+        trigger = "say the wake word or press the button" if wake_word else "press the button"
+        log.info("Billy is ready: %s.", trigger)
+
+    def _start_mqtt(self, loop: asyncio.AbstractEventLoop, hooks: SessionHooks) -> None:
+        from core.mqtt import InboundQueue, MqttBridge
+
+        inbound = InboundQueue()
+        self.mqtt = MqttBridge(self.settings.mqtt, loop, inbound)
+        self.state.subscribe(self.mqtt.on_state)
+        hooks.on_turn.append(self.mqtt.publish_turn)
+        self.mqtt.publish_state(self.state.state)
+        self.mqtt.start()
+        self._tasks.append(asyncio.create_task(self._serve_mqtt(inbound), name="mqtt-inbound"))
+
+    async def _serve_mqtt(self, inbound: Any) -> None:
+        """Commands act at once; announcements and songs wait their turn, one at a time."""
+        from core.mqtt import CommandRequest
+
+        while True:
+            item = await inbound.get()
+            if isinstance(item, CommandRequest):
+                await self.command(item.command)
+                continue
+            if len(self._announcements) == self._announcements.maxlen:
+                log.warning("announcement queue full: dropping the oldest (%s)", self._announcements[0])
+            self._announcements.append(item)
+            self._announcement_ready.set()
+
+    async def _announcer(self) -> None:
+        from core.mqtt import SayRequest, SongRequest
+
+        assert self.session is not None
+        while True:
+            await self._announcement_ready.wait()
+            while self._announcements:
+                item = self._announcements.popleft()
+                try:
+                    if isinstance(item, SayRequest):
+                        await self.session.say(item.text, item.prompt, item.interactive)
+                    elif isinstance(item, SongRequest):
+                        await self.session.sing(item.song)
+                except Exception:
+                    log.exception("announcement %r failed; Billy goes on", item)
+            self._announcement_ready.clear()
+
+    async def _rewarm_on_persona_change(self, system_prompt: Any, tools: Any) -> None:
+        """A changed persona changes the system prompt: prime the brain's cache again while idle."""
+        last = system_prompt()
+        while True:
+            await asyncio.sleep(2.0)
+            current = system_prompt()
+            if current != last and self.state.state is State.IDLE:
+                last = current
+                log.info("persona changed: priming the brain with the new system prompt")
+                with contextlib.suppress(BackendError):
+                    await self._brain.warm(current, tools.schemas())
+
+    async def command(self, command: str) -> None:
+        assert self.session is not None
+        if command == "listen":
+            self.session.listen()
+        elif command == "stop":
+            await self.session.stop_speaking()
+        elif command in ("restart", "shutdown"):
+            log.info("%s requested", command)
+            self.restart_requested = command == "restart"
+            self.stopped.set()
+        else:
+            log.warning("unknown command %r ignored: use shutdown, restart, listen or stop", command)
+
+    def press(self) -> None:
+        """Press the button as a person would (through the pin in simulation)."""
+        if self.button is not None and self.devices.simulated_pins:
+            self.button.simulate_press()
+        elif self.session is not None:
+            self.session.press()
+
+    async def run(self) -> None:
+        """Run until SIGINT/SIGTERM or a shutdown/restart command."""
+        loop = asyncio.get_running_loop()
+        for sig in ("SIGINT", "SIGTERM"):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                import signal
+
+                loop.add_signal_handler(getattr(signal, sig), self.stopped.set)
+        keyboard_stop = threading.Event()
+        if self.devices.simulated_pins:
+            read_keyboard(lambda: loop.call_soon_threadsafe(self.press), keyboard_stop)
+            log.info("simulation: press Enter to press Billy's button")
+        try:
+            await self.stopped.wait()
+        finally:
+            keyboard_stop.set()
+
+    async def close(self) -> None:
+        """Stop everything; motors first, so no exit path leaves one running."""
+        if self.body is not None:
+            self.body.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.session is not None:
+            await self.session.close()
+        if self.mqtt is not None:
+            self.mqtt.stop()
+        if self.button is not None:
+            self.button.close()
+        self.devices.speaker.stop()
+        if self.body is not None:
+            self.body.close()
+
+    def on_state(self, observer: Any) -> None:
+        self.state.subscribe(observer)
+
+
+def restart_process() -> None:
+    """Replace this process with a fresh Billy (the `restart` command)."""
+    os.execv(sys.executable, [sys.executable, *sys.argv])
+
+
+def state_line(change: StateChange) -> dict[str, Any]:
+    return {"state": change.current.value, "previous": change.previous.value, "reason": change.reason}
+
+
+def default_out_dir() -> Path:
+    return Path.cwd() / "sim-out"

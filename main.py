@@ -1,0 +1,145 @@
+"""Billy's command line. `python main.py --help` lists the commands."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+from pathlib import Path
+
+from core.config import Settings, load_settings
+from core.errors import BillyError
+
+log = logging.getLogger("billy")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="main.py",
+        description="Billy: a local-first voice assistant in a Big Mouth Billy Bass. "
+        "Settings come from .env and the environment (see .env.example).",
+    )
+    parser.add_argument("--env", type=Path, help="read settings from this file instead of ./.env")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    sub.add_parser(
+        "run",
+        help="run Billy (the default): real mic, speaker and pins where present, simulated where not",
+    )
+    sim = sub.add_parser(
+        "simulate",
+        help="run the real firmware on simulated pins, mic and speaker (WAV in, WAV out)",
+        description="Press the virtual button and play each --input WAV into the virtual mic as one user "
+        "turn of one session. Writes DIR/speaker.wav, turns.jsonl, events.jsonl and motion.jsonl. "
+        "Without --input it keeps running (Enter presses the button; MQTT works when MQTT_HOST is set) "
+        "until Ctrl-C or SIGTERM.",
+    )
+    sim.add_argument("--input", type=Path, action="append", default=[], metavar="WAV", help="a user turn (repeatable)")
+    sim.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for the output files")
+
+    bench = sub.add_parser(
+        "bench",
+        help="measure turn latency (and lip sync) over a set of utterances in simulation; prints a table",
+    )
+    bench.add_argument("--input", type=Path, action="append", default=[], metavar="WAV", help="utterances to use")
+    bench.add_argument("--rounds", type=int, default=1, help="times to run the set (default 1)")
+    bench.add_argument("--out", type=Path, default=None, metavar="DIR", help="keep the simulation outputs here")
+
+    sing = sub.add_parser("sing", help="play an installed song with the fish dancing (`sing --list` lists them)")
+    sing.add_argument("name", nargs="?", help="song folder name, title or keyword")
+    sing.add_argument("--list", action="store_true", help="list the installed songs")
+    sing.add_argument("--simulate", action="store_true", help="use the simulated speaker and pins")
+
+    sub.add_parser("motor-test", help="move each motor in turn to check the wiring")
+    sub.add_parser("eval-tools", help="score how well the configured brain picks Billy's tools")
+    sub.add_parser("check", help="validate .env and report which backends answer, then exit")
+    return parser
+
+
+def _setup_logging(settings: Settings | None, verbose: bool) -> None:
+    level = logging.DEBUG if verbose else getattr(logging, settings.log_level if settings else "INFO")
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("httpx", "httpcore", "faster_whisper", "urllib3"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(args.env)
+    except BillyError as exc:
+        _setup_logging(None, args.verbose)
+        print(f"billy: bad setting: {exc}", file=sys.stderr)
+        return 2
+    _setup_logging(settings, args.verbose)
+    command = args.command or "run"
+    try:
+        return asyncio.run(_dispatch(command, args, settings))
+    except BillyError as exc:
+        print(f"billy: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _dispatch(command: str, args: argparse.Namespace, settings: Settings) -> int:
+    if command == "simulate":
+        from core.simulate import simulate
+
+        return await simulate(settings, args.input, args.out)
+    if command == "bench":
+        from core.bench import run_bench
+
+        return await run_bench(settings, args.input, args.rounds, args.out)
+    if command == "run":
+        return await _run(settings)
+    if command == "sing":
+        from core.sing import sing
+
+        return await sing(settings, args.name, args.list, args.simulate)
+    if command == "motor-test":
+        from core.app import _pin_factory
+        from core.motortest import run_motor_test
+
+        factory, simulated = _pin_factory(simulate=False)
+        if simulated:
+            print("No GPIO on this machine: testing the motors on simulated pins.")
+        return run_motor_test(settings.motion, pin_factory=factory)
+    if command == "eval-tools":
+        from core.tooleval import main as eval_main
+
+        return await eval_main(settings)
+    if command == "check":
+        from core.check import check
+
+        return await check(settings)
+    raise AssertionError(command)
+
+
+async def _run(settings: Settings) -> int:
+    from core.app import Billy, make_devices, restart_process
+
+    devices = make_devices(settings, simulate=False)
+    if devices.simulated_audio:
+        log.info("no sound card found: Billy runs in simulation (his voice goes to sim-out/speaker.wav)")
+    billy = Billy(settings, devices)
+    started = time.monotonic()
+    try:
+        await billy.start()
+        await billy.run()
+    finally:
+        await billy.close()
+        if devices.simulated_audio:
+            out = Path.cwd() / "sim-out"
+            out.mkdir(exist_ok=True)
+            devices.speaker.write_wav(out / "speaker.wav", started)  # type: ignore[attr-defined]
+    if billy.restart_requested:
+        restart_process()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
