@@ -505,8 +505,11 @@ class Session:
             await speaking
             await self._error_cue(record, exc)
             return "end"
-        except BaseException:
+        except asyncio.CancelledError:
             speaking.cancel()
+            record.error = f"interrupted ({self._cancel_reason or 'cancelled'})"
+            record.reply = " ".join(record.reply.split())
+            self._publish(record)
             raise
         sentences.put_nowait(None)
         await speaking
