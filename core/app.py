@@ -105,10 +105,12 @@ def build_brain(settings: Settings) -> HybridBrain:
 
 
 def build_transcriber(settings: Settings) -> HybridTranscriber:
+    """Load (and warm, so the first turn is not slow) the speech-to-text backends."""
     from core.stt import WhisperTranscriber, resolve_whisper_model
 
     m = settings.models
     local = WhisperTranscriber(resolve_whisper_model(m.local_stt_model))
+    local.warm()
     parts: list[Any] = [local]
     if m.cloud_enabled:
         from core.stt import OpenAITranscriber
@@ -119,10 +121,12 @@ def build_transcriber(settings: Settings) -> HybridTranscriber:
 
 
 def build_synthesizer(settings: Settings) -> HybridSynthesizer:
+    """Load and warm the voices."""
     from core.tts import PiperSynthesizer
 
     m = settings.models
     local = PiperSynthesizer(m.local_tts_voice)
+    local.warm()
     parts: list[Any] = [local]
     if m.cloud_enabled:
         from core.tts import OpenAISynthesizer
@@ -193,12 +197,11 @@ class Billy:
             return build_system_prompt(personas.current(), songs.titles())
 
         await asyncio.gather(
-            loop.run_in_executor(None, transcriber.warm),
-            loop.run_in_executor(None, synthesizer.warm),
             loop.run_in_executor(None, clips.prepare),
             brain.warm(system_prompt(), tools.schemas()),
         )
-        log.info("brain: %s", brain.describe() if hasattr(brain, "describe") else brain.name)
+        ready = [name for name, state in brain.breaker_states.items() if state == "closed"]
+        log.info("brains ready, in order of preference: %s", ", ".join(ready) or "none")
 
         hooks = SessionHooks()
         self.session = Session(
@@ -332,7 +335,7 @@ class Billy:
         if self.session is not None:
             await self.session.close()
         if self.mqtt is not None:
-            self.mqtt.stop()
+            await asyncio.get_running_loop().run_in_executor(None, self.mqtt.stop)
         if self.button is not None:
             self.button.close()
         self.devices.speaker.stop()
