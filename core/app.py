@@ -194,7 +194,7 @@ class Billy:
         def system_prompt() -> str:
             from core.prompt import build_system_prompt
 
-            return build_system_prompt(personas.current(), songs.titles())
+            return build_system_prompt(personas.current(), songs.titles(), tools=tools.names())
 
         await asyncio.gather(
             loop.run_in_executor(None, clips.prepare),

@@ -527,7 +527,7 @@ class Session:
     ) -> tuple[str, Any, bool]:
         self.history.add({"role": "user", "content": text})
         splitter = SentenceSplitter()
-        parser = TextToolCallFilter()
+        parser = TextToolCallFilter(self.tools.schemas())
         spoken: list[str] = []
         song = None
         end = False
