@@ -109,14 +109,32 @@ async def _dispatch(command: str, args: argparse.Namespace, settings: Settings) 
             print("No GPIO on this machine: testing the motors on simulated pins.")
         return run_motor_test(settings.motion, pin_factory=factory)
     if command == "eval-tools":
-        from core.tooleval import main as eval_main
-
-        return await eval_main(settings)
+        return await _eval_tools(settings)
     if command == "check":
         from core.check import check
 
         return await check(settings)
     raise AssertionError(command)
+
+
+async def _eval_tools(settings: Settings) -> int:
+    """Score the brain Billy would use (Ollama if it answers, else the fallbacks) on our tool cases."""
+    from core.app import build_brain
+    from core.persona import PersonaStore
+    from core.prompt import build_system_prompt
+    from core.songs import SongLibrary
+    from core.tooleval import registry_for_eval, run_tool_eval
+
+    personas = PersonaStore(settings.persona)
+    songs = SongLibrary(settings.sounds_dir / "songs")
+    registry = registry_for_eval(personas, songs.titles)
+    prompt = build_system_prompt(personas.current(), songs.titles(), tools=registry.names())
+    brain = await asyncio.get_running_loop().run_in_executor(None, build_brain, settings)
+    await brain.warm(prompt, registry.schemas())
+    report = await run_tool_eval(brain, prompt, registry)
+    print(report.format())
+    print(f"brain used: {brain.last_used or 'none'}")
+    return 0
 
 
 async def _run(settings: Settings) -> int:

