@@ -100,7 +100,10 @@ def build_brain(settings: Settings) -> HybridBrain:
 
         cloud = OpenAIBrain(m.openai_base_url, m.openai_api_key, m.openai_model, m.request_timeout_seconds)
         brains = [ollama, cloud] if m.use_local_models else [cloud, ollama]
-    brains.append(EmbeddedBrain(m.embedded_llm_model, m.embedded_llm_threads))
+    try:
+        brains.append(EmbeddedBrain(m.embedded_llm_model, m.embedded_llm_threads))
+    except BackendError as exc:
+        log.warning("%s Billy runs without the embedded brain.", exc)
     return HybridBrain(brains, m.breaker_cooldown_seconds)
 
 
