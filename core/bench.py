@@ -120,7 +120,7 @@ async def run_bench(settings: Settings, inputs: list[Path], rounds: int, out: Pa
 def lipsync_offsets(run_dir: Path) -> tuple[float, float] | None:
     """(offset of Billy's mouth, offset a queue-time mouth would have) for one run, in ms."""
     try:
-        from core.lipsync_bench import lipsync_offset, naive_offset
+        from core.lipsync_bench import lipsync_offset
     except ImportError:
         return None
     motion, speaker = run_dir / "motion.jsonl", run_dir / "speaker.wav"
