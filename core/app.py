@@ -172,7 +172,7 @@ class Billy:
         s = self.settings
         loop = asyncio.get_running_loop()
         personas = PersonaStore(s.persona)
-        persona = personas.current()
+        personas.current()  # a wrong PERSONA stops start-up here, listing the ones there are
         songs = SongLibrary(s.sounds_dir / "songs")
         self.body = Body(s.motion, pin_factory=self.devices.pin_factory)
         self.body.attach(self.devices.speaker)

@@ -93,7 +93,7 @@ async def run_bench(settings: Settings, inputs: list[Path], rounds: int, out: Pa
     lipsync: list[tuple[float, float]] = []
     for r in range(max(1, rounds)):
         run_dir = work / f"round{r}"
-        code = await simulate(settings, list(utterances), run_dir)
+        code = await simulate(settings, list(utterances), run_dir, naive_motion=True)
         if code != 0:
             print(f"bench: the simulation failed (exit {code}); see the log above")
             return code
@@ -111,7 +111,8 @@ async def run_bench(settings: Settings, inputs: list[Path], rounds: int, out: Pa
         played = statistics.median(a for a, _ in lipsync)
         naive = statistics.median(b for _, b in lipsync)
         print(
-            f"lip sync offset (ms, mouth vs heard audio): play-clock design {played:+.1f}   naive (queue time) {naive:+.1f}"
+            f"lip sync offset (ms, mouth vs heard audio): play-clock design {played:+.1f}"
+            f"   naive (queue time) {naive:+.1f}"
         )
     print(f"outputs: {work}")
     return 0
@@ -119,11 +120,9 @@ async def run_bench(settings: Settings, inputs: list[Path], rounds: int, out: Pa
 
 def lipsync_offsets(run_dir: Path) -> tuple[float, float] | None:
     """(offset of Billy's mouth, offset a queue-time mouth would have) for one run, in ms."""
-    try:
-        from core.lipsync_bench import lipsync_offset
-    except ImportError:
-        return None
+    from core.lipsync_bench import lipsync_offset
+
     motion, speaker = run_dir / "motion.jsonl", run_dir / "speaker.wav"
     if not motion.exists() or motion.stat().st_size == 0:
         return None
-    return lipsync_offset(motion, speaker), naive_offset(motion, speaker, run_dir / "events.jsonl")
+    return lipsync_offset(motion, speaker), lipsync_offset(run_dir / "motion_naive.jsonl", speaker)

@@ -40,9 +40,9 @@ from core.interfaces import (
     TurnRecord,
 )
 from core.sentences import SentenceSplitter
+from core.simaudio import read_wav
 from core.state import State, StateOwner
 from core.toolparse import TextToolCallFilter
-from core.simaudio import read_wav
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ class Session:
         self._first_sound: _FirstSound = _FirstSound()
         self._dropped_frames = 0
         self._pump_task: asyncio.Task | None = None
-        self._busy_since: float | None = None
+        self._ending: asyncio.Task | None = None
         self.speaker.add_listener(self._first_sound.on_played)
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -184,7 +184,7 @@ class Session:
         self._last_press = now
         if double and self.busy:
             log.info("double press: ending the session")
-            asyncio.ensure_future(self.end_conversation("double press"))
+            self._ending = asyncio.create_task(self.end_conversation("double press"))
             return
         if not self.busy:
             self._start_conversation(self._converse("button"))

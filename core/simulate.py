@@ -52,8 +52,12 @@ def turn_to_json(record: TurnRecord) -> dict[str, Any]:
     return dataclasses.asdict(record)
 
 
-async def simulate(settings: Settings, inputs: list[Path], out_dir: Path) -> int:
-    """Run the simulation; returns the process exit code."""
+async def simulate(settings: Settings, inputs: list[Path], out_dir: Path, naive_motion: bool = False) -> int:
+    """Run the simulation; returns the process exit code.
+
+    `naive_motion` also records, in motion_naive.jsonl, the mouth a design that flaps when
+    audio is queued (not when it is heard) would make, for the lip-sync benchmark.
+    """
     audio = []
     for path in inputs:
         try:
@@ -68,6 +72,8 @@ async def simulate(settings: Settings, inputs: list[Path], out_dir: Path) -> int
     events = JsonLines(out_dir / "events.jsonl")
     turns = JsonLines(out_dir / "turns.jsonl")
     motion = JsonLines(out_dir / "motion.jsonl")
+    naive = JsonLines(out_dir / "motion_naive.jsonl") if naive_motion else None
+    shadow = None
 
     def on_state(change: StateChange) -> None:
         events.write(
@@ -85,9 +91,15 @@ async def simulate(settings: Settings, inputs: list[Path], out_dir: Path) -> int
         await billy.start()
         assert billy.session is not None
         billy.session.hooks.on_turn.append(lambda record: turns.write(turn_to_json(record)))
-        billy.body.add_listener(
-            lambda t, motor, value: motion.write({"time": round(t - t0, 4), "motor": motor, "value": round(value, 3)})
-        )
+        billy.body.add_listener(_motion_writer(motion, t0))
+        if naive is not None:
+            from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+            from core.motion import Body
+
+            shadow = Body(settings.motion, pin_factory=MockFactory(pin_class=MockPWMPin), timing="queued")
+            shadow.attach(devices.speaker)
+            shadow.add_listener(_motion_writer(naive, t0))
         if audio:
             for path, (pcm, rate) in zip(inputs, audio, strict=True):
                 log.info("simulate: playing %s into the mic", path.name)
@@ -102,11 +114,21 @@ async def simulate(settings: Settings, inputs: list[Path], out_dir: Path) -> int
         code = 1
     finally:
         await billy.close()
+        if shadow is not None:
+            shadow.close()
         devices.speaker.write_wav(out_dir / "speaker.wav", t0)
-        for f in (events, turns, motion):
-            f.close()
+        for f in (events, turns, motion, naive):
+            if f is not None:
+                f.close()
     log.info("simulate: wrote %s", out_dir)
     return code
+
+
+def _motion_writer(lines: JsonLines, t0: float) -> Any:
+    def write(t: float, motor: str, value: float) -> None:
+        lines.write({"time": round(t - t0, 4), "motor": motor, "value": round(value, 3)})
+
+    return write
 
 
 async def _one_input(billy: Billy, pcm: Any, rate: int) -> None:

@@ -334,12 +334,9 @@ def test_a_song_drives_mouth_tail_and_head(factory, speaker):
 
 def test_the_lipsync_benchmark_measures_a_known_offset(tmp_path):
     import json
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from bench_lipsync import lipsync_offset
 
     from core.lipsync import mouth_track
+    from core.lipsync_bench import lipsync_offset
     from core.simaudio import write_wav
 
     rng = np.random.default_rng(3)
