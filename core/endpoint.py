@@ -117,6 +117,10 @@ class SpeechResumed:
 EndpointEvent = SpeechStarted | SpeechPaused | SpeechEnded | SpeechResumed
 
 
+RESUME_WINDOWS = 2
+"""Voiced windows (32 ms each) that confirm speech resumed within the resume window."""
+
+
 class _Phase(Enum):
     IDLE = "idle"
     SPEECH = "speech"
@@ -382,7 +386,12 @@ class Endpointer:
             self._candidate_voiced += 1
             self._gap = 0
             self._last_voiced_end = end
-            if self._candidate_voiced >= self._min_voiced_windows:
+            # Right after an end, a little voice is enough to mean "I wasn't done": the sooner
+            # the session hears it, the likelier it drops its answer before a word is played.
+            needed = self._min_voiced_windows
+            if self._phase is _Phase.ENDED:
+                needed = min(needed, RESUME_WINDOWS)
+            if self._candidate_voiced >= needed:
                 first = self._refine_start(self._candidate)
                 first_time = self._history.time_of(first)
                 if self._phase is _Phase.ENDED and first_time - self._ended_at <= self._resume_window:

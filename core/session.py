@@ -294,6 +294,7 @@ class Session:
             outcome = await self._respond(text, TurnRecord(transcript=text), time.monotonic())
         else:
             self.state.set(State.SPEAKING, "announcement")
+            self._audio_started = False
             sentences: asyncio.Queue[str | None] = asyncio.Queue()
             splitter = SentenceSplitter()
             for sentence in [*splitter.feed(text), *splitter.flush()]:
@@ -491,28 +492,30 @@ class Session:
         """Think and speak at once: sentences go to the voice while the model still writes."""
         self.state.set(State.THINKING, "thinking")
         record.transcript = record.transcript or text
+        self._audio_started = False
         self._first_sound.arm()
         sentences: asyncio.Queue[str | None] = asyncio.Queue()
         speaking = asyncio.create_task(self._speak(sentences, record, t0), name="speak")
         song = None
         end = False
         try:
-            reply, song, end = await self._think(text, sentences, record, t0)
-            record.reply = reply
-        except BillyError as exc:
-            log.error("the brain failed: %s", exc)
-            sentences.put_nowait(None)
+            try:
+                reply, song, end = await self._think(text, sentences, record, t0)
+                record.reply = reply
+            finally:
+                sentences.put_nowait(None)
             await speaking
+        except BillyError as exc:
+            log.error("the turn failed: %s", exc)
+            with contextlib.suppress(BillyError):
+                await speaking
             await self._error_cue(record, exc)
             return "end"
         except asyncio.CancelledError:
             speaking.cancel()
             record.error = f"interrupted ({self._cancel_reason or 'cancelled'})"
-            record.reply = " ".join(record.reply.split())
             self._publish(record)
             raise
-        sentences.put_nowait(None)
-        await speaking
         first_heard = self._first_sound.time
         if speech_end is not None and first_heard is not None:
             record.latency_ms["end_of_speech_to_first_audio"] = _ms(first_heard - speech_end)

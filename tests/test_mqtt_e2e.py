@@ -59,7 +59,7 @@ async def until(condition, timeout: float) -> None:
 
 def test_home_assistant_drives_billy_over_mqtt(tmp_path: Path):
     with Mosquitto(tmp_path / "broker") as broker, FakeOllama(models=[MODEL]) as ollama:
-        ollama.script(Reply.text("A prompt answered in character."))
+        ollama.script(Reply.text("ok"), Reply.text("A prompt answered in character."))
         settings = replace(
             load_settings(
                 tmp_path / "none.env",
