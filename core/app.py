@@ -15,7 +15,6 @@ import sys
 import threading
 from collections import deque
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from core.button import FishButton, read_keyboard
@@ -24,7 +23,7 @@ from core.errors import BackendError, BillyError
 from core.hybrid import HybridBrain, HybridSynthesizer, HybridTranscriber
 from core.interfaces import Microphone, Speaker
 from core.session import Session, SessionHooks
-from core.state import State, StateChange, StateOwner
+from core.state import State, StateOwner
 
 log = logging.getLogger(__name__)
 
@@ -353,10 +352,3 @@ def restart_process() -> None:
     """Replace this process with a fresh Billy (the `restart` command)."""
     os.execv(sys.executable, [sys.executable, *sys.argv])
 
-
-def state_line(change: StateChange) -> dict[str, Any]:
-    return {"state": change.current.value, "previous": change.previous.value, "reason": change.reason}
-
-
-def default_out_dir() -> Path:
-    return Path.cwd() / "sim-out"

@@ -69,10 +69,6 @@ class SessionHooks:
     on_turn: list[Callable[[TurnRecord], None]] = field(default_factory=list)
 
 
-class TurnCancelled(Exception):
-    """Internal: why a running turn was cancelled (barge-in, the user kept talking, stop)."""
-
-
 class Session:
     """Owns the conversation: who may speak, when to listen, and the state Billy is in."""
 
