@@ -47,6 +47,12 @@ class EndpointSettings:
     """Shortest voiced stretch (milliseconds) that counts as speech."""
     max_utterance_seconds: float = 30.0
     """An utterance is cut here even if the speaker keeps talking."""
+    pause_tolerance_ms: int = 700
+    """A pause this long (milliseconds) inside a sentence never cuts the user off.
+
+    When it is longer than `end_silence_ms`, an answer may be prepared after the end silence
+    but is neither spoken nor acted on until speech could no longer have resumed.
+    """
 
 
 @dataclass(frozen=True)
@@ -348,6 +354,7 @@ def load_settings(env_file: Path | None = None, environ: Mapping[str, str] | Non
             pre_roll_ms=r.number("PRE_ROLL_MS", 300, int, 0, 2000),
             min_speech_ms=r.number("MIN_SPEECH_MS", 200, int, 20, 2000),
             max_utterance_seconds=r.number("MAX_UTTERANCE_SECONDS", 30.0, float, 1, 300),
+            pause_tolerance_ms=r.number("PAUSE_TOLERANCE_MS", 700, int, 0, 3000),
         ),
         session=SessionSettings(
             run_mode=r.choice("RUN_MODE", "normal", ("normal", "dory")),

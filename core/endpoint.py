@@ -272,14 +272,15 @@ class Endpointer:
         self,
         settings: EndpointSettings,
         sample_rate: int = 16000,
-        resume_window_ms: int = 1000,
+        resume_window_ms: int | None = None,
         pause_ms: int = 250,
         tail_ms: int = 100,
         vad_threshold: float = 0.5,
         snr_margin_db: float = 3.0,
         vad_model: Path | None = None,
     ):
-        """`resume_window_ms`: speech this soon after `SpeechEnded` continues the utterance.
+        """`resume_window_ms`: speech this soon after `SpeechEnded` continues the utterance
+        (default: long enough for `settings.pause_tolerance_ms`, at least one second).
 
         `pause_ms`: silence before `SpeechPaused`; `tail_ms`: audio kept after the last speech
         sample; `vad_threshold`: Silero speech probability (0-1) for a voiced window;
@@ -289,6 +290,8 @@ class Endpointer:
             raise BackendError(f"The endpointer needs 16000 Hz audio, not {sample_rate} Hz: set the mic rate to 16000.")
         self.settings = settings
         self.sample_rate = sample_rate
+        if resume_window_ms is None:
+            resume_window_ms = max(1000, settings.pause_tolerance_ms - settings.end_silence_ms + 300)
         self._resume_window = resume_window_ms / 1000
         self._pause = pause_ms / 1000
         self._tail = int(tail_ms * sample_rate / 1000)
@@ -302,6 +305,20 @@ class Endpointer:
         self._idle_keep = self._pre_roll + int(settings.min_speech_ms * sample_rate / 1000) + 2 * sample_rate
         self._capacity = int((settings.max_utterance_seconds + 3) * sample_rate) + self._pre_roll
         self.reset()
+
+    @property
+    def commit_delay(self) -> float:
+        """Seconds after a `SpeechEnded` decision by which speech resuming within the tolerated
+        pause (`pause_tolerance_ms`) has been reported as `SpeechResumed`.
+
+        Speech resumes at most `pause_tolerance_ms - end_silence_ms` after the decision, and
+        `RESUME_WINDOWS` voiced windows, one partial window and up to two windows of Silero's
+        lag later it is reported. Zero when the tolerance is no longer than the end silence.
+        """
+        gap = (self.settings.pause_tolerance_ms - self.settings.end_silence_ms) / 1000
+        if gap <= 0:
+            return 0.0
+        return gap + (RESUME_WINDOWS + 3) * WINDOW / self.sample_rate
 
     def reset(self) -> None:
         """Forget everything: the next frame starts a fresh stream (a new listen)."""

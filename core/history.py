@@ -35,6 +35,13 @@ class History:
     def clear(self) -> None:
         self._messages.clear()
 
+    def snapshot(self) -> list[Message]:
+        """The messages as they are now, for `restore` when a turn is taken back."""
+        return list(self._messages)
+
+    def restore(self, snapshot: list[Message]) -> None:
+        self._messages = list(snapshot)
+
     def messages(self) -> list[Message]:
         return list(self._messages)
 

@@ -52,6 +52,8 @@ MAX_TOOL_ROUNDS = 3
 """Model steps per turn that may call tools before it must answer in words."""
 FRAME_QUEUE_FRAMES = 500
 """Mic frames (20 ms each, so 10 s) buffered for the loop; the oldest are dropped beyond."""
+MIC_STALL_SECONDS = 0.5
+"""How long a turn waits for late mic frames before it commits without them."""
 
 
 @dataclass
@@ -119,6 +121,10 @@ class Session:
         self._turn: asyncio.Task | None = None
         self._cancel_reason = ""
         self._audio_started = False
+        self._commit_at: float | None = None
+        """Play-clock time before which the turn may neither speak nor act (the user may go on)."""
+        self._mic_until = 0.0
+        """Play-clock time up to which the endpointer has heard the mic."""
         self._last_press = -1.0
         self._wake_pending = False
         self._first_sound: _FirstSound = _FirstSound()
@@ -254,6 +260,7 @@ class Session:
         finally:
             self._listening = False
             self._in_speech = False
+            self._commit_at = None
             self.history.clear()
             if self.body is not None:
                 self.body.stop()
@@ -347,6 +354,7 @@ class Session:
                 continue
             for event in self._endpointer.process(frame):
                 self._route(event)
+            self._mic_until = frame.time + len(frame.pcm) / self.mic.sample_rate
 
     def _check_wake_word(self, frame: AudioFrame) -> None:
         self._wake_pending = True
@@ -435,6 +443,7 @@ class Session:
     async def _run_turn(self, heard: Heard) -> str:
         """Run one turn as its own task so a press or more speech can cancel just the turn."""
         while True:
+            before = self.history.snapshot()
             self._cancel_reason = ""
             self._audio_started = False
             self._turn = asyncio.create_task(self._turn_body(heard), name="turn")
@@ -449,6 +458,7 @@ class Session:
             finally:
                 self._turn = None
             if reason == "resumed":
+                self.history.restore(before)  # the turn never committed: take it back whole
                 continued = await self._next_utterance(self.settings.endpoint.max_utterance_seconds, keep=True)
                 if continued is None:
                     return "no speech"
@@ -461,7 +471,9 @@ class Session:
         utterance = heard.utterance
         record = TurnRecord(transcript="")
         record.latency_ms["endpoint"] = _ms(utterance.ended_time - utterance.speech_end_time)
-        self._listening = True  # keep the endpointer running: the user may not be done yet
+        # Keep the endpointer running until the turn commits: the user may not be done yet.
+        self._listening = True
+        self._commit_at = utterance.ended_time + self._endpointer.commit_delay
         self.state.set(State.THINKING, "transcribing")
         stt_start = time.monotonic()
         future = heard.speculative or self._transcribe(utterance)
@@ -480,7 +492,6 @@ class Session:
             return "no speech"
         log.info("heard: %s", text)
         record.transcript = text
-        self._listening = False
         outcome = await self._respond(text, record, time.monotonic(), speech_end=utterance.speech_end_time)
         return outcome
 
@@ -509,8 +520,9 @@ class Session:
             return "end"
         except asyncio.CancelledError:
             speaking.cancel()
-            record.error = f"interrupted ({self._cancel_reason or 'cancelled'})"
-            self._publish(record)
+            if self._cancel_reason != "resumed":  # a resumed turn never happened
+                record.error = f"interrupted ({self._cancel_reason or 'cancelled'})"
+                self._publish(record)
             raise
         first_heard = self._first_sound.time
         if speech_end is not None and first_heard is not None:
@@ -573,6 +585,7 @@ class Session:
             self.history.add(assistant)
             if not calls:
                 break
+            await self._commit()
             for i, call in enumerate(calls):
                 outcome = await self.tools.call(call)
                 record.tool_calls.append(ToolRecord(call.name, call.arguments, outcome.result))
@@ -631,6 +644,7 @@ class Session:
                         record.backends["tts"] = getattr(self.synthesizer, "last_used", self.synthesizer.name)
                     rate = getattr(self.synthesizer, "last_sample_rate", None) or self.synthesizer.sample_rate
                     if not self._audio_started:
+                        await self._commit()
                         self._audio_started = True
                         self._first_sound.mark_queued()
                         self.state.set(State.SPEAKING, "speaking")
@@ -642,6 +656,21 @@ class Session:
                 stop.set()
                 await asyncio.shield(work)
         await self._wait_heard()
+
+    async def _commit(self) -> None:
+        """Wait until the user can no longer be mid-sentence, then stop listening for more.
+
+        Until then a `SpeechResumed` cancels the turn with nothing said or done. The wait is on
+        mic frames actually heard (a busy loop cannot skip them), bounded in case the mic stalls.
+        """
+        commit_at = self._commit_at
+        if commit_at is None:
+            return
+        give_up = time.monotonic() + max(0.0, commit_at - time.monotonic()) + MIC_STALL_SECONDS
+        while self._mic_until < commit_at and time.monotonic() < give_up:
+            await asyncio.sleep(0.01)
+        self._commit_at = None
+        self._listening = False
 
     async def _wait_heard(self) -> None:
         while self.speaker.is_playing:

@@ -139,6 +139,32 @@ def test_a_700_ms_pause_resumes_the_same_utterance() -> None:
     assert final.duration > (last - first) / SAMPLE_RATE + SETTINGS.pre_roll_ms / 1000
 
 
+@pytest.mark.parametrize("end_silence_ms", [300, 500])
+@pytest.mark.parametrize("text", SENTENCES[:3])
+def test_a_tolerated_pause_is_reported_within_the_commit_delay(end_silence_ms: int, text: str) -> None:
+    """The session holds its answer for `commit_delay` after an end: speech resuming in a pause
+    of `pause_tolerance_ms` must be reported by then, or Billy would cut the user off."""
+    settings = EndpointSettings(end_silence_ms=end_silence_ms, pause_tolerance_ms=700)
+    words = text.split()
+    voice = with_pause(" ".join(words[:2]), " ".join(words[2:]), 700)
+    endpointer = Endpointer(settings)
+    seen: list[tuple[object, float]] = []
+    for frame in frames(np.concatenate([silence(LEAD), voice, silence(1.5)]), 20, T0):
+        for event in endpointer.process(frame):
+            seen.append((event, frame.time + len(frame.pcm) / SAMPLE_RATE))
+    kinds = [type(e).__name__ for e, _ in seen]
+    assert kinds.count("SpeechResumed") == 1, kinds
+    i = kinds.index("SpeechResumed")
+    ended = seen[i - 1][0]
+    assert isinstance(ended, SpeechEnded)
+    assert seen[i][1] <= ended.utterance.ended_time + endpointer.commit_delay
+    assert endpointer.commit_delay == pytest.approx((700 - end_silence_ms) / 1000 + 0.160)
+
+
+def test_no_commit_delay_when_the_end_silence_covers_the_tolerated_pause() -> None:
+    assert Endpointer(EndpointSettings(end_silence_ms=800, pause_tolerance_ms=700)).commit_delay == 0.0
+
+
 @pytest.mark.slow
 def test_speech_after_the_resume_window_is_a_new_utterance() -> None:
     a, b = speech_16k(SENTENCES[2]), speech_16k(SENTENCES[3])

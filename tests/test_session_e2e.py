@@ -145,15 +145,21 @@ def test_noise_only_input_yields_no_turn(tmp_path, wavs):
     assert read_lines(out / "turns.jsonl") == []
 
 
-def test_mid_sentence_pause_of_700ms_is_one_turn(tmp_path, wavs):
+@pytest.mark.parametrize("end_silence_ms", ["500", "300"])
+def test_mid_sentence_pause_of_700ms_is_one_turn(tmp_path, wavs, end_silence_ms):
+    """With a 300 ms end silence the first half's answer is ready long before the user goes on:
+    it must be dropped unspoken, and the model must see the whole sentence once."""
     with FakeOllama(models=[MODEL]) as server:
-        server.script(WARM, Reply.text("Sunny, with a chance of fish."), Reply.text("Second answer should not happen."))
-        settings = settings_for(tmp_path, server.url)
+        server.script(WARM, Reply.text("Sunny, with a chance of fish."), Reply.text("Sunny, with a chance of fish."))
+        settings = settings_for(tmp_path, server.url, END_SILENCE_MS=end_silence_ms)
         out = tmp_path / "out"
         assert run_sim(settings, [wavs["paused"]], out) == 0
+        last_chat = [r for r in server.requests if r.get("messages")][-1]
     turns = read_lines(out / "turns.jsonl")
     assert len(turns) == 1
     assert {"know", "weather"} <= words(turns[0]["transcript"])  # both halves, one turn
+    users = [m["content"] for m in last_chat["messages"] if m["role"] == "user"]
+    assert len(users) == 1 and "weather" in users[0].lower()
 
 
 def test_dead_ollama_falls_back_to_the_embedded_brain(tmp_path, wavs):
