@@ -39,6 +39,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     sim.add_argument("--input", type=Path, action="append", default=[], metavar="WAV", help="a user turn (repeatable)")
     sim.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for the output files")
+    sim.add_argument(
+        "--wake",
+        action="store_true",
+        help="press no button: each input wakes Billy by itself, starting with the wake word "
+        "(needs WAKE_WORD_ENABLED=true), then a pause for the wake-up clip, then the question",
+    )
 
     bench = sub.add_parser(
         "bench",
@@ -89,7 +95,7 @@ async def _dispatch(command: str, args: argparse.Namespace, settings: Settings) 
     if command == "simulate":
         from core.simulate import simulate
 
-        return await simulate(settings, args.input, args.out)
+        return await simulate(settings, args.input, args.out, wake=args.wake)
     if command == "bench":
         from core.bench import run_bench
 

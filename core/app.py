@@ -177,6 +177,8 @@ class Billy:
         self.body.attach(self.devices.speaker)
         self.state.subscribe(self.body.on_state)
         ha = HomeAssistantClient(s.home_assistant) if s.home_assistant.enabled else None
+        if ha is not None:
+            self.state.subscribe(ha.on_state)
         tools = ToolRegistry(personas, songs.titles, ha)
 
         log.info("loading models (speech, voice, brain)...")

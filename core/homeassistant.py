@@ -15,6 +15,7 @@ import httpx
 
 from core.config import HomeAssistantSettings
 from core.errors import BackendError
+from core.state import State, StateChange
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,12 @@ class HomeAssistantClient:
     def new_conversation(self) -> None:
         """Forget HA's conversation context; call it when Billy's session ends."""
         self.conversation_id = None
+
+    def on_state(self, change: StateChange) -> None:
+        """State observer: a session that ends (Billy goes idle) ends HA's conversation too,
+        so "turn it off" in the next session never refers to a device from the last one."""
+        if change.current is State.IDLE:
+            self.new_conversation()
 
     async def process(self, text: str) -> str:
         """HA's spoken answer to `text`; raises BackendError with a sentence to say when it fails."""

@@ -52,12 +52,19 @@ def turn_to_json(record: TurnRecord) -> dict[str, Any]:
     return dataclasses.asdict(record)
 
 
-async def simulate(settings: Settings, inputs: list[Path], out_dir: Path, naive_motion: bool = False) -> int:
+async def simulate(
+    settings: Settings, inputs: list[Path], out_dir: Path, naive_motion: bool = False, wake: bool = False
+) -> int:
     """Run the simulation; returns the process exit code.
+
+    `wake`: press no button; each input starts with the wake word, which must wake Billy.
 
     `naive_motion` also records, in motion_naive.jsonl, the mouth a design that flaps when
     audio is queued (not when it is heard) would make, for the lip-sync benchmark.
     """
+    if wake and not settings.wake_word.enabled:
+        log.error("simulate --wake needs the wake word: set WAKE_WORD_ENABLED=true")
+        return 2
     audio = []
     for path in inputs:
         try:
@@ -103,7 +110,7 @@ async def simulate(settings: Settings, inputs: list[Path], out_dir: Path, naive_
         if audio:
             for path, (pcm, rate) in zip(inputs, audio, strict=True):
                 log.info("simulate: playing %s into the mic", path.name)
-                await asyncio.wait_for(_one_input(billy, pcm, rate), STEP_TIMEOUT_SECONDS)
+                await asyncio.wait_for(_one_input(billy, pcm, rate, press=not wake), STEP_TIMEOUT_SECONDS)
         else:
             await billy.run()
     except TimeoutError:
@@ -131,10 +138,10 @@ def _motion_writer(lines: JsonLines, t0: float) -> Any:
     return write
 
 
-async def _one_input(billy: Billy, pcm: Any, rate: int) -> None:
+async def _one_input(billy: Billy, pcm: Any, rate: int, press: bool = True) -> None:
     session = billy.session
     assert session is not None
-    if not session.busy:
+    if press and not session.busy:
         billy.press()
         await _until(lambda: session.awaiting_speech)
     handle = billy.devices.mic.feed(pcm, rate)  # type: ignore[attr-defined]

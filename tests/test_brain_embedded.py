@@ -122,6 +122,19 @@ def test_after_a_tool_result_it_talks(brain):
 
 
 @pytest.mark.slow
+def test_a_history_longer_than_the_context_drops_the_oldest_exchanges(brain):
+    filler = "Tell me again about the coral reef and the tides and the little crabs. " * 8
+    history = [{"role": "system", "content": SYSTEM}]
+    for i in range(40):  # about 5000 tokens, over twice the 2048-token context
+        history += [{"role": "user", "content": f"{i}: {filler}"}, {"role": "assistant", "content": filler}]
+    history.append({"role": "user", "content": "What is your name?"})
+    events = run(collect(brain, history, tools=[]))
+    assert isinstance(events[-1], BrainDone)
+    assert events[-1].prompt_tokens + brain.max_tokens <= brain.n_ctx
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)).strip()
+
+
+@pytest.mark.slow
 @needs_llama
 def test_stopping_the_stream_stops_the_model_promptly():
     long_brain = EmbeddedBrain(n_threads=2, max_tokens=1500)

@@ -12,6 +12,7 @@ import pytest
 from core.config import HomeAssistantSettings
 from core.errors import BackendError
 from core.homeassistant import HomeAssistantClient
+from core.state import State, StateOwner
 from tests.helpers.home_assistant import FakeHomeAssistant
 
 
@@ -42,6 +43,21 @@ def test_the_conversation_id_is_sent_back_on_the_next_command(ha):
     _run(client.process("turn on the kitchen lights"))
     _run(client.process("turn the lights off again"))
     assert ha.requests[-1][1]["conversation_id"] == "01J0FAKECONVERSATION"
+
+
+def test_a_new_session_starts_a_new_ha_conversation(ha):
+    client = _client(ha.url)
+    state = StateOwner()
+    state.subscribe(client.on_state)
+    state.set(State.LISTENING)
+    _run(client.process("turn on the kitchen lights"))
+    state.set(State.SPEAKING)
+    _run(client.process("turn the lights off"))
+    assert ha.requests[-1][1]["conversation_id"] == "01J0FAKECONVERSATION"
+    state.set(State.IDLE, "session over")
+    state.set(State.LISTENING)
+    _run(client.process("turn the lights off"))
+    assert "conversation_id" not in ha.requests[-1][1]
 
 
 def test_an_error_answer_becomes_a_clear_sentence(ha):

@@ -67,8 +67,8 @@ def settings_for(tmp_path: Path, host: str, **extra: str):
     return replace(settings, cache_dir=tmp_path / "cache")
 
 
-def run_sim(settings, inputs: list[Path], out: Path) -> int:
-    return asyncio.run(simulate(settings, inputs, out))
+def run_sim(settings, inputs: list[Path], out: Path, wake: bool = False) -> int:
+    return asyncio.run(simulate(settings, inputs, out, wake=wake))
 
 
 def read_lines(path: Path) -> list[dict]:
@@ -120,6 +120,32 @@ def test_normal_turn_then_follow_up(tmp_path, wavs):
     assert np.abs(pcm[start : start + 3 * rate].astype(np.int32)).max() > 2000
     motion = read_lines(out / "motion.jsonl")
     assert any(m["motor"] == "mouth" and m["value"] != 0 for m in motion)
+
+
+def test_the_wake_word_starts_a_session_without_the_button(tmp_path, wavs):
+    """Dory mode, so each question needs its own wake word: the second one proves the detector
+    listens again once the first session is over."""
+    question = read_wav(wavs["capital"])[0]
+    woken = np.concatenate([silence(0.5), speech_16k("Hey Jarvis!"), silence(2.6), question])
+    path = tmp_path / "woken.wav"
+    write_wav(path, woken)
+    with FakeOllama(models=[MODEL]) as server:
+        server.script(WARM, Reply.text("Paris."), Reply.text("Still Paris."))
+        settings = settings_for(tmp_path, server.url, WAKE_WORD_ENABLED="true", RUN_MODE="dory")
+        out = tmp_path / "out"
+        assert run_sim(settings, [path, path], out, wake=True) == 0
+    turns = read_lines(out / "turns.jsonl")
+    assert [t["reply"] for t in turns] == ["Paris.", "Still Paris."]
+    for turn in turns:
+        assert {"capital", "france"} <= words(turn["transcript"]) and "jarvis" not in words(turn["transcript"])
+    reasons = [e["reason"] for e in read_lines(out / "events.jsonl")]
+    assert reasons.count("wake word") == 2 and "button" not in reasons
+
+
+def test_simulate_wake_without_the_wake_word_enabled_is_refused(tmp_path, wavs, caplog):
+    settings = settings_for(tmp_path, "http://127.0.0.1:9")
+    assert run_sim(settings, [wavs["capital"]], tmp_path / "out", wake=True) == 2
+    assert "WAKE_WORD_ENABLED=true" in caplog.text
 
 
 def test_dory_mode_ends_the_session_after_one_answer(tmp_path, wavs):

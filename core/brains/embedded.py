@@ -398,10 +398,9 @@ class EmbeddedBrain:
 
     def _talk(self, messages: list[Message], emit: Callable[[Any], None], cancel: threading.Event) -> None:
         talker = self._load()
-        prefix, rest = render_prompt(messages)
         text, prompt_tokens, eval_tokens = self._generate(
             talker,
-            prefix + rest,
+            self._fitting_prompt(talker, messages),
             None,
             self.max_tokens,
             cancel,
@@ -411,6 +410,29 @@ class EmbeddedBrain:
         if not cancel.is_set():
             log.debug("embedded reply: %r", text)
             emit(BrainDone(prompt_tokens, eval_tokens))
+
+
+    def _fitting_prompt(self, llm: Any, messages: list[Message]) -> str:
+        """The prompt for `messages`, the oldest exchanges dropped until it leaves room to answer.
+
+        The session bounds history by an estimate; the context is small and exact, so the last
+        word is here. The system prompt and the newest message always stay.
+        """
+        kept = list(messages)
+        dropped = 0
+        while True:
+            prefix, rest = render_prompt(kept)
+            size = len(llm.tokenize((prefix + rest).encode(), add_bos=False, special=True))
+            first = 1 if kept and kept[0].get("role") == "system" else 0
+            if size + self.max_tokens <= llm.n_ctx() or len(kept) - first <= 1:
+                if dropped:
+                    log.info("embedded brain: %d old messages left out to fit its context", dropped)
+                return prefix + rest
+            del kept[first]
+            dropped += 1
+            while len(kept) - first > 1 and kept[first].get("role") in ("tool", "assistant"):
+                del kept[first]  # never keep a reply or a tool result without what it answered
+                dropped += 1
 
 
 def _call_id() -> str:
