@@ -39,7 +39,7 @@ class AudioSettings:
 
 @dataclass(frozen=True)
 class EndpointSettings:
-    end_silence_ms: int = 500
+    end_silence_ms: int = 400
     """Silence (milliseconds) after speech that ends an utterance."""
     pre_roll_ms: int = 300
     """Audio (milliseconds) kept from before speech started, so no syllable is lost."""
@@ -92,7 +92,7 @@ class ModelSettings:
     embedded_llm_model: str = ""
     """A `.gguf` for the in-process llama.cpp brain; empty: bundled SmolLM2-135M-Instruct."""
     embedded_llm_threads: int = 0
-    """Threads for llama.cpp; 0 means all cores."""
+    """Threads for llama.cpp; 0 means all cores but one (left for the voice)."""
     openai_api_key: str = ""
     openai_base_url: str = "https://api.openai.com/v1"
     openai_model: str = "gpt-4o-mini"
@@ -350,7 +350,7 @@ def load_settings(env_file: Path | None = None, environ: Mapping[str, str] | Non
             sim_output_latency_ms=r.number("SIM_OUTPUT_LATENCY_MS", 150, int, 0, 2000),
         ),
         endpoint=EndpointSettings(
-            end_silence_ms=r.number("END_SILENCE_MS", 500, int, 100, 3000),
+            end_silence_ms=r.number("END_SILENCE_MS", 400, int, 100, 3000),
             pre_roll_ms=r.number("PRE_ROLL_MS", 300, int, 0, 2000),
             min_speech_ms=r.number("MIN_SPEECH_MS", 200, int, 20, 2000),
             max_utterance_seconds=r.number("MAX_UTTERANCE_SECONDS", 30.0, float, 1, 300),

@@ -3,12 +3,16 @@
 Text-to-speech starts on the first complete sentence, so the cut must come early but never
 inside "Mr. Bass", "3.14", "e.g. this" or a numbered list item. To cut the wait for the first
 sound further, the first piece of a reply may end at a clause boundary (comma, semicolon,
-colon, dash) once it holds a few words; later pieces are whole sentences.
+colon, dash) once it holds a few words, and a first sentence that runs on with no boundary is
+cut before a joining word ("that", "because", "and") or, failing one, after a dozen words;
+later pieces are whole sentences.
 
 Pure: the same text gives the same pieces however it is split into deltas.
 """
 
 from __future__ import annotations
+
+import re
 
 TERMINALS = ".!?…"
 CLOSERS = "\"'”’)]}»*_"
@@ -21,6 +25,11 @@ NEVER_FINAL = frozenset(
     | {"e.g", "i.e", "vs", "cf", "approx", "no", "nos", "fig", "vol", "ch", "pp", "ca", "est", "dept", "univ"}
 )
 """Abbreviations after which a full stop never ends a sentence (the next word belongs to them)."""
+JOINERS = frozenset(
+    {"that", "which", "who", "whose", "when", "where", "while", "because", "since", "although", "though"}
+    | {"and", "but", "or", "so", "if", "unless", "until", "before", "after", "than", "whereas"}
+)
+"""Words a long first piece may be cut before: the voice pauses there naturally."""
 MAYBE_FINAL = frozenset({"etc", "a.m", "p.m", "inc", "ltd", "co", "corp", "jr", "sr", "u.s", "u.k", "al"})
 """Abbreviations that end a sentence only when a capital letter follows."""
 
@@ -31,11 +40,13 @@ class SentenceSplitter:
     Make one per reply (or call `reset`): only the first piece may end at a clause.
     """
 
-    def __init__(self, first_clause_words: int = 6, max_chars: int = 300):
+    def __init__(self, first_clause_words: int = 4, max_chars: int = 300, first_max_words: int = 12):
         """`first_clause_words`: words the first piece needs before a clause boundary may end it
-        (0 turns clause cuts off); `max_chars`: a piece with no boundary is cut at a space by then."""
+        (0 turns clause cuts off); `max_chars`: a piece with no boundary is cut at a space by then;
+        `first_max_words`: the first piece is cut by then even without a boundary."""
         self.first_clause_words = first_clause_words
         self.max_chars = max_chars
+        self.first_max_words = first_max_words
         self.reset()
 
     def reset(self) -> None:
@@ -76,11 +87,16 @@ class SentenceSplitter:
         """Index just past the first complete piece in the buffer, or None to wait for more text."""
         buf, n = self._buf, len(self._buf)
         first = self._emitted == 0 and self.first_clause_words > 0
+        words = 0
         i = 0
         while i < n:
             ch = buf[i]
             if ch == "\n":
                 return i + 1
+            if first and ch.isspace() and i > 0 and not buf[i - 1].isspace():
+                words += 1
+                if words == self.first_max_words:
+                    return self._joiner_cut(buf[:i]) or i + 1
             if ch in TERMINALS:
                 end = i
                 while end < n and buf[end] in TERMINALS:
@@ -107,6 +123,14 @@ class SentenceSplitter:
                 space = buf.rfind(" ", 0, i)
                 return space + 1 if space > 0 else i
             i += 1
+        return None
+
+    def _joiner_cut(self, head: str) -> int | None:
+        """Index of the last joining word in `head` that has `first_clause_words` words before it."""
+        spans = [(m.start(), m.group().lower().strip("\"'“‘(")) for m in re.finditer(r"\S+", head)]
+        for start, word in reversed(spans[self.first_clause_words :]):
+            if word in JOINERS:
+                return start
         return None
 
     @staticmethod

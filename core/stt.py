@@ -62,6 +62,12 @@ HALLUCINATIONS = frozenset(
 )
 """What Whisper says on noise, normalized (`normalize_words`); trusted only with strong evidence."""
 
+SHORT_CONTEXT_SECONDS = 10
+"""Least audio (seconds, silence-padded) the encoder sees on the short path; see `_decode_short`."""
+_WHISPER_SECONDS = 30
+"""The window Whisper was trained on."""
+_TOKENS_PER_SECOND = 6
+"""A generous bound on how fast people speak, in Whisper tokens."""
 _QUIET_DBFS = -55.0
 """Below this (loudest 100 ms, dBFS) the audio holds no speech worth a model run."""
 
@@ -69,6 +75,21 @@ _QUIET_DBFS = -55.0
 def normalize_words(text: str) -> str:
     """Lower case, words and digits only, single spaces: for comparing transcripts."""
     return " ".join(re.sub(r"[^a-z0-9']+", " ", text.lower().replace("’", "'")).split())
+
+
+def repeats_itself(text: str, shortest: int = 3) -> bool:
+    """True when the text ends by going round a loop: from some word on, it says again what it
+    said `n` >= 3 words earlier, for at least `shortest` words, up to its very end
+    ("tell me a joke about this tell me a").
+
+    The mark of a Whisper decoding loop; "no, no, no" or a repeated word or two is not one.
+    """
+    words = normalize_words(text).split()
+    for n in range(3, len(words) - shortest + 1):
+        for i in range(len(words) - n - shortest + 1):
+            if words[i + n :] == words[i : len(words) - n]:
+                return True
+    return False
 
 
 def loudest_dbfs(pcm: np.ndarray, sample_rate: int) -> float:
@@ -198,6 +219,7 @@ class WhisperTranscriber:
         default because the endpointer has already cut the audio with the same model.
         """
         from faster_whisper import WhisperModel
+        from faster_whisper.tokenizer import Tokenizer
 
         self.language = language
         self.beam_size = beam_size
@@ -206,24 +228,76 @@ class WhisperTranscriber:
         started = time.monotonic()
         try:
             self._model = WhisperModel(model, device=device, compute_type=compute_type, cpu_threads=cpu_threads)
+            multilingual = self._model.model.is_multilingual
+            self._tokenizer = Tokenizer(
+                self._model.hf_tokenizer, multilingual, task="transcribe", language=language if multilingual else None
+            )
         except Exception as exc:
             raise BackendError(f"Whisper model {model} failed to load ({exc}); check LOCAL_STT_MODEL.") from exc
         log.info("whisper model %s loaded in %.1f s", model, time.monotonic() - started)
 
     def _decode(self, audio: np.ndarray, vad_filter: bool | None = None) -> list[SegmentScore]:
+        vad_filter = self.vad_filter if vad_filter is None else vad_filter
         with self._lock:
-            segments, _ = self._model.transcribe(
-                audio,
-                language=self.language,
-                beam_size=self.beam_size,
-                temperature=0.0,
-                condition_on_previous_text=False,
-                without_timestamps=True,
-                no_speech_threshold=None,
-                log_prob_threshold=None,
-                vad_filter=self.vad_filter if vad_filter is None else vad_filter,
-            )
-            return [SegmentScore(s.text, s.no_speech_prob, s.avg_logprob, s.compression_ratio) for s in segments]
+            short = None if vad_filter else self._decode_short(audio)
+            return [short] if short is not None else self._decode_full(audio, vad_filter)
+
+    def _decode_full(self, audio: np.ndarray, vad_filter: bool) -> list[SegmentScore]:
+        """faster-whisper's own transcription: the 30 s window, its fallbacks and its VAD."""
+        segments, _ = self._model.transcribe(
+            audio,
+            language=self.language,
+            beam_size=self.beam_size,
+            temperature=0.0,
+            condition_on_previous_text=False,
+            without_timestamps=True,
+            no_speech_threshold=None,
+            log_prob_threshold=None,
+            vad_filter=vad_filter,
+        )
+        return [SegmentScore(s.text, s.no_speech_prob, s.avg_logprob, s.compression_ratio) for s in segments]
+
+    def _decode_short(self, audio: np.ndarray) -> SegmentScore | None:
+        """Decode a short utterance with the encoder window cut to fit it; None: decode it the usual way.
+
+        Whisper pads every input to 30 s, and on a small CPU encoding those 30 s is most of a
+        turn's transcription time. The encoder also takes a shorter window (whisper.cpp's
+        `audio_ctx`): padded to `SHORT_CONTEXT_SECONDS` it is three to four times faster for the
+        same words. Shorter still, tiny.en starts to loop its sentence, so a loop (Whisper's own
+        compression-ratio test, or a run past a speaking-rate bound) falls back to 30 s.
+        """
+        import ctranslate2
+        from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
+
+        seconds = len(audio) / WHISPER_RATE
+        window = max(SHORT_CONTEXT_SECONDS, math.ceil(seconds + 1))
+        if window >= _WHISPER_SECONDS:
+            return None
+        features = self._model.feature_extractor(audio)[:, : window * 100]
+        padded = np.zeros((1, features.shape[0], window * 100), dtype=np.float32)
+        padded[0, :, : features.shape[1]] = features
+        encoded = self._model.model.encode(ctranslate2.StorageView.from_array(padded))
+        tokenizer = self._tokenizer
+        prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
+        bound = len(prompt) + int(_TOKENS_PER_SECOND * seconds) + 8
+        result = self._model.model.generate(
+            encoded,
+            [prompt],
+            beam_size=self.beam_size,
+            max_length=bound,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
+        )[0]
+        tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
+        text = tokenizer.decode(tokens).strip()
+        ratio = get_compression_ratio(text) if text else 0.0
+        if ratio > 2.4 or len(prompt) + len(tokens) >= bound - 1 or repeats_itself(text):
+            log.debug("short-window whisper looped (%r): decoding the full 30 s window", text[:80])
+            return None
+        avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
+        return SegmentScore(text, result.no_speech_prob, avg_logprob, ratio)
 
     def transcribe(self, pcm: np.ndarray, sample_rate: int) -> Transcript:
         """Blocking: run it in an executor thread. Never raises for odd audio; empty means nothing heard."""

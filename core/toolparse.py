@@ -318,7 +318,7 @@ class TextToolCallFilter:
         ch = buf[i]
         if ch in "{<`[":
             return True
-        if not (ch.isalpha() or ch == "_"):
+        if not (ch.isascii() and (ch.isalpha() or ch == "_")):  # tool names are ASCII identifiers
             return False
         return i == 0 or not (buf[i - 1].isalnum() or buf[i - 1] in "_.") or bool(_NAMESPACE.search(buf, 0, i))
 

@@ -68,6 +68,23 @@ FIRST_CLAUSE = [
         "It costs 3,000 dollars for one big fish tank, sadly.",
         ["It costs 3,000 dollars for one big fish tank,", "sadly."],
     ),
+    (  # a run-on first sentence is cut before its last joining word within a dozen words
+        "The answer is because of a process called Rayleigh scattering that occurs when light hits air. Yes.",
+        ["The answer is because of a process called Rayleigh scattering", "that occurs when light hits air.", "Yes."],
+    ),
+    (  # no joining word: cut after the twelfth word
+        "Billy Bass sings old soul songs from nineteen seventy two with great gusto every single morning now.",
+        ["Billy Bass sings old soul songs from nineteen seventy two with great", "gusto every single morning now."],
+    ),
+    (  # a joining word in the first four words does not count; only the first piece is cut this way
+        "And then I swam and swam across the big blue sea to find my friend the crab. "
+        "After that we sang a very long song together on the rocks until the sun went down.",
+        [
+            "And then I swam",
+            "and swam across the big blue sea to find my friend the crab.",
+            "After that we sang a very long song together on the rocks until the sun went down.",
+        ],
+    ),
 ]
 
 

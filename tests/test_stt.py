@@ -24,6 +24,7 @@ from core.stt import (
     WhisperTranscriber,
     gate,
     normalize_words,
+    repeats_itself,
     resolve_whisper_model,
 )
 from tests.helpers.speech import SAMPLE_RATE, mix, noise, resample, silence, speech_16k
@@ -80,6 +81,53 @@ def test_golden_transcript_and_speed(whisper: WhisperTranscriber) -> None:
     assert result.rejected_reason == ""
     assert _word_errors(GOLDEN, result.text) <= 1, result.text
     assert elapsed < 5.0  # about 0.5 s on 2 shared cores; generous for a loaded CI box
+
+
+SHORT_SENTENCES = [
+    "What is the capital of France?",
+    "Could you play a song for me, Billy?",
+    "Remind me what the weather will be like in Paris tomorrow afternoon.",
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("text", SHORT_SENTENCES)
+@pytest.mark.parametrize("snr_db", [None, 10])
+def test_the_short_window_hears_what_the_30_s_window_hears(
+    whisper: WhisperTranscriber, text: str, snr_db: float | None
+) -> None:
+    pcm = np.concatenate([silence(0.3), speech_16k(text), silence(0.1)])
+    if snr_db is not None:
+        pcm = mix(pcm, noise("pink", len(pcm) / SAMPLE_RATE, -40, seed=1), snr_db)
+    audio = pcm.astype(np.float32) / 32768
+    short = whisper._decode_short(audio)
+    assert short is not None
+    full = whisper._decode_full(audio, vad_filter=False)
+    assert _word_errors(" ".join(seg.text for seg in full), short.text) <= 1
+    assert short.no_speech_prob < 0.5 and short.avg_logprob > -1.0 and short.compression_ratio < 2.4
+
+
+@pytest.mark.slow
+def test_a_looping_short_window_falls_back_to_30_s(whisper: WhisperTranscriber, monkeypatch) -> None:
+    """With no padding at all tiny.en repeats this sentence until the length bound stops it."""
+    monkeypatch.setattr("core.stt.SHORT_CONTEXT_SECONDS", 0)
+    voice = np.concatenate([silence(0.3), speech_16k("Tell me a joke about fish."), silence(0.1)])
+    noisy = mix(voice, noise("pink", len(voice) / SAMPLE_RATE, -40, seed=1), 10)
+    assert whisper._decode_short(noisy.astype(np.float32) / 32768) is None
+    heard = normalize_words(whisper.transcribe(noisy, SAMPLE_RATE).text)
+    assert heard.startswith("tell me a joke about") and len(heard.split()) == 6
+
+
+def test_repeats_itself() -> None:
+    assert repeats_itself("Tell me a joke about this. Tell me a")
+    assert repeats_itself("Why is the sky blue? Why is the sky blue? Why is")
+    assert not repeats_itself("No, no, no, that is not a fish.")
+    assert not repeats_itself("Turn on the kitchen lights please, and tell me a joke.")
+    assert not repeats_itself("I would like to know, I would like to know the weather.")
+
+
+def test_audio_longer_than_the_short_window_limit_takes_the_30_s_path(whisper: WhisperTranscriber) -> None:
+    assert whisper._decode_short(np.zeros(29 * SAMPLE_RATE, dtype=np.float32)) is None
 
 
 @pytest.mark.slow

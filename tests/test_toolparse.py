@@ -67,6 +67,7 @@ def test_calls_written_as_text_become_tool_calls_and_are_not_spoken(written, spl
         "Curly {braces} and { spaces } stay, so do 3 < 5 and <b> and [brackets].",
         "A `tick` or two, and play_song as a word, and end of story.",
         '{"humor": 90} is not a call, so it is spoken.',
+        "Élan! Ça va, señor? Ürgüp, naïve café, 日本語 and Ωmega.",
     ],
 )
 def test_ordinary_text_passes_through_unchanged(reply):

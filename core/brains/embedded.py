@@ -177,7 +177,9 @@ class EmbeddedBrain:
         self.model_path = model_path or bundled_model_path()
         if not Path(self.model_path).is_file():
             raise BackendError(f"The embedded model {self.model_path} does not exist: fix EMBEDDED_LLM_MODEL.")
-        self.n_threads = n_threads or os.cpu_count() or 2
+        # One core stays free for the voice: llama.cpp's threads spin while they wait, so sharing
+        # every core with piper slows the first sentence's synthesis by half or more.
+        self.n_threads = n_threads or max(1, (os.cpu_count() or 2) - 1)
         self.n_ctx = n_ctx
         self.max_tokens = max_tokens
         self.temperature = temperature
