@@ -111,7 +111,7 @@ def build_transcriber(settings: Settings) -> HybridTranscriber:
     from core.stt import WhisperTranscriber, resolve_whisper_model
 
     m = settings.models
-    local = WhisperTranscriber(resolve_whisper_model(m.local_stt_model))
+    local = WhisperTranscriber(resolve_whisper_model(m.local_stt_model), short_window=m.stt_short_window)
     local.warm()
     parts: list[Any] = [local]
     if m.cloud_enabled:

@@ -86,7 +86,7 @@ class SpeechStarted:
 
 @dataclass(frozen=True)
 class SpeechPaused:
-    """About 200 ms of silence followed speech; `utterance` holds the audio so far.
+    """About 120 ms of silence followed speech; `utterance` holds the audio so far.
 
     Once per pause. The session may start transcribing now, speculatively: if the next event
     is `SpeechEnded` with the same `speech_end_time`, the audio did not change.
@@ -273,7 +273,7 @@ class Endpointer:
         settings: EndpointSettings,
         sample_rate: int = 16000,
         resume_window_ms: int | None = None,
-        pause_ms: int = 200,
+        pause_ms: int = 120,
         tail_ms: int = 100,
         vad_threshold: float = 0.5,
         snr_margin_db: float = 3.0,
@@ -444,13 +444,15 @@ class Endpointer:
             self._candidate = None
             log.info("utterance cut at %.0f s (MAX_UTTERANCE_SECONDS)", self.settings.max_utterance_seconds)
             return events
-        if voiced or not self._end_final:
+        if voiced:
             return events
         silent = now - self._history.time_of(self._speech_end)
         if not self._paused_sent and silent >= self._pause:
+            # Sent on a provisional end too: the sooner speculative STT starts, the better, and
+            # the end seldom moves once this much silence has followed it.
             self._paused_sent = True
             events.append(SpeechPaused(self._utterance(end)))
-        if silent >= self.settings.end_silence_ms / 1000:
+        if self._end_final and silent >= self.settings.end_silence_ms / 1000:
             events.append(SpeechEnded(self._utterance(end)))
             self._phase = _Phase.ENDED
             self._ended_at = now

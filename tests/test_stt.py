@@ -50,6 +50,13 @@ def whisper() -> WhisperTranscriber:
     return transcriber
 
 
+@pytest.fixture(scope="module")
+def short_whisper() -> WhisperTranscriber:
+    transcriber = WhisperTranscriber(resolve_whisper_model(""), short_window=True)
+    transcriber.warm()
+    return transcriber
+
+
 def test_resolve_empty_gives_the_bundled_tiny_en() -> None:
     folder = resolve_whisper_model("")
     assert folder.endswith("model")
@@ -108,13 +115,13 @@ def test_the_short_window_hears_what_the_30_s_window_hears(
 
 
 @pytest.mark.slow
-def test_a_looping_short_window_falls_back_to_30_s(whisper: WhisperTranscriber, monkeypatch) -> None:
+def test_a_looping_short_window_falls_back_to_30_s(short_whisper: WhisperTranscriber, monkeypatch) -> None:
     """With no padding at all tiny.en repeats this sentence until the length bound stops it."""
     monkeypatch.setattr("core.stt.SHORT_CONTEXT_SECONDS", 0)
     voice = np.concatenate([silence(0.3), speech_16k("Tell me a joke about fish."), silence(0.1)])
     noisy = mix(voice, noise("pink", len(voice) / SAMPLE_RATE, -40, seed=1), 10)
-    assert whisper._decode_short(noisy.astype(np.float32) / 32768) is None
-    heard = normalize_words(whisper.transcribe(noisy, SAMPLE_RATE).text)
+    assert short_whisper._decode_short(noisy.astype(np.float32) / 32768) is None
+    heard = normalize_words(short_whisper.transcribe(noisy, SAMPLE_RATE).text)
     assert heard.startswith("tell me a joke about") and len(heard.split()) == 6
 
 
@@ -124,6 +131,13 @@ def test_repeats_itself() -> None:
     assert not repeats_itself("No, no, no, that is not a fish.")
     assert not repeats_itself("Turn on the kitchen lights please, and tell me a joke.")
     assert not repeats_itself("I would like to know, I would like to know the weather.")
+
+
+@pytest.mark.slow
+def test_the_short_window_transcribes_through_the_gate(short_whisper: WhisperTranscriber) -> None:
+    assert _word_errors(GOLDEN, short_whisper.transcribe(speech_16k(GOLDEN), SAMPLE_RATE).text) <= 1
+    for kind in ("silence", "pink", "slams"):
+        assert short_whisper.transcribe(noise(kind, 2.0, -30, seed=2), SAMPLE_RATE).text == "", kind
 
 
 def test_audio_longer_than_the_short_window_limit_takes_the_30_s_path(whisper: WhisperTranscriber) -> None:
