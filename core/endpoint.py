@@ -86,7 +86,7 @@ class SpeechStarted:
 
 @dataclass(frozen=True)
 class SpeechPaused:
-    """About 120 ms of silence followed speech; `utterance` holds the audio so far.
+    """About 200 ms of silence followed speech; `utterance` holds the audio so far.
 
     Once per pause. The session may start transcribing now, speculatively: if the next event
     is `SpeechEnded` with the same `speech_end_time`, the audio did not change.
@@ -273,7 +273,7 @@ class Endpointer:
         settings: EndpointSettings,
         sample_rate: int = 16000,
         resume_window_ms: int | None = None,
-        pause_ms: int = 120,
+        pause_ms: int = 200,
         tail_ms: int = 100,
         vad_threshold: float = 0.5,
         snr_margin_db: float = 3.0,

