@@ -23,8 +23,8 @@ import numpy as np
 from scipy.io import wavfile
 
 from core.audio import float_to_pcm16, resample, to_mono
-from core.interfaces import AudioFrame, FrameHandler, PlayedHandler
-from core.sound import PlaybackBuffer, notify
+from core.interfaces import AudioFrame, FrameHandler
+from core.sound import BufferedSpeaker, notify
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +186,7 @@ class SimulatedMicrophone:
                 log.exception("simulated mic: the frame handler failed; capture goes on")
 
 
-class SimulatedSpeaker:
+class SimulatedSpeaker(BufferedSpeaker):
     """A speaker that consumes its queue in real time, block by block, each heard `latency_s` later.
 
     It records what it plays at `record_rate` (other rates are resampled into it) on the play
@@ -206,13 +206,11 @@ class SimulatedSpeaker:
         max_queued_s: float = 600.0,
     ) -> None:
         self.sample_rate = int(record_rate)
+        super().__init__(self.sample_rate, self.sample_rate, max_queued_s)
         self.latency_s = float(latency_s)
         self.block_len = max(1, round(self.sample_rate * block_ms / 1000))
         self._block_s = self.block_len / self.sample_rate
         self._max_record = int(max_record_s * self.sample_rate)
-        self._buffer = PlaybackBuffer(self.sample_rate, self.sample_rate, max_queued_s)
-        self._listeners: tuple[PlayedHandler, ...] = ()
-        self._failed: set[int] = set()
         self._record_lock = threading.Lock()
         self._recorded: deque[tuple[float, np.ndarray]] = deque()
         self._recorded_samples = 0
@@ -236,23 +234,8 @@ class SimulatedSpeaker:
         thread.join(_JOIN_TIMEOUT_S)
 
     def play(self, pcm: np.ndarray, sample_rate: int) -> None:
-        """Queue samples after what is queued; returns at once (after resampling to `record_rate`)."""
-        self._buffer.put(pcm, sample_rate)
-        self._wake.set()
-
-    def clear(self) -> None:
-        self._buffer.clear()
-
-    def add_listener(self, on_played: PlayedHandler) -> None:
-        self._listeners = (*self._listeners, on_played)
-
-    @property
-    def is_playing(self) -> bool:
-        return self._buffer.is_playing(time.monotonic())
-
-    @property
-    def heard_until(self) -> float:
-        return self._buffer.heard_until(time.monotonic(), self.latency_s)
+        super().play(pcm, sample_rate)
+        self._wake.set()  # the clock thread sleeps while there is nothing to play
 
     def recording(self, start_time: float) -> np.ndarray:
         """Everything played so far, int16 at `sample_rate`; index i is heard at `start_time + i / sample_rate`.

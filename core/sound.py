@@ -446,7 +446,39 @@ def _as_pcm16(pcm: np.ndarray) -> np.ndarray:
     raise TypeError(f"play() takes int16 (or float ±1) samples, got {a.dtype}")
 
 
-class SoundDeviceSpeaker:
+class BufferedSpeaker:
+    """What every speaker shares: a `PlaybackBuffer` of queued samples and the listeners told
+    about each played block. A subclass consumes the buffer on its own clock and keeps
+    `latency_s`, how long after it is consumed a sample is heard."""
+
+    latency_s: float = 0.0
+
+    def __init__(self, device_rate: int, sample_rate: int, max_queued_s: float) -> None:
+        self._buffer = PlaybackBuffer(device_rate, sample_rate, max_queued_s)
+        self._listeners: tuple[PlayedHandler, ...] = ()
+        self._failed: set[int] = set()
+
+    def play(self, pcm: np.ndarray, sample_rate: int) -> None:
+        """Queue samples after what is queued; resampled here, on the caller's thread (long clips: call
+        from an executor)."""
+        self._buffer.put(pcm, sample_rate)
+
+    def clear(self) -> None:
+        self._buffer.clear()
+
+    def add_listener(self, on_played: PlayedHandler) -> None:
+        self._listeners = (*self._listeners, on_played)
+
+    @property
+    def is_playing(self) -> bool:
+        return self._buffer.is_playing(time.monotonic())
+
+    @property
+    def heard_until(self) -> float:
+        return self._buffer.heard_until(time.monotonic(), self.latency_s)
+
+
+class SoundDeviceSpeaker(BufferedSpeaker):
     """A PortAudio output stream fed from a `PlaybackBuffer`, reporting each block with its DAC time.
 
     `sample_rate` is the rate Billy usually plays at (the voice's); the device runs at it if
@@ -466,11 +498,8 @@ class SoundDeviceSpeaker:
         self.block_ms = block_ms
         self.latency = latency
         self.device = choose_device("output", preference, self.sample_rate)
-        self._buffer = PlaybackBuffer(self.device.sample_rate, self.sample_rate, max_queued_s)
-        self._listeners: tuple[PlayedHandler, ...] = ()
-        self._failed: set[int] = set()
+        super().__init__(self.device.sample_rate, self.sample_rate, max_queued_s)
         self._stream: Any = None
-        self._latency_s = 0.0
         self._underruns = 0
 
     def start(self) -> None:
@@ -488,7 +517,7 @@ class SoundDeviceSpeaker:
                 latency=self.latency,
                 callback=self._on_output,
             )
-            self._latency_s = float(stream.latency)
+            self.latency_s = float(stream.latency)
             stream.start()
         except (sd.PortAudioError, ValueError) as exc:
             raise _stream_error("output", d, exc) from exc
@@ -498,7 +527,7 @@ class SoundDeviceSpeaker:
             d.name,
             d.sample_rate,
             d.channels,
-            self._latency_s * 1000,
+            self.latency_s * 1000,
         )
 
     def stop(self) -> None:
@@ -511,24 +540,6 @@ class SoundDeviceSpeaker:
         except Exception as exc:
             log.warning("speaker: closing the output stream failed: %s", exc)
 
-    def play(self, pcm: np.ndarray, sample_rate: int) -> None:
-        """Queue samples; resampled here, on the caller's thread (long clips: call from an executor)."""
-        self._buffer.put(pcm, sample_rate)
-
-    def clear(self) -> None:
-        self._buffer.clear()
-
-    def add_listener(self, on_played: PlayedHandler) -> None:
-        self._listeners = (*self._listeners, on_played)
-
-    @property
-    def is_playing(self) -> bool:
-        return self._buffer.is_playing(time.monotonic())
-
-    @property
-    def heard_until(self) -> float:
-        return self._buffer.heard_until(time.monotonic(), self._latency_s)
-
     def _on_output(self, outdata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
         """PortAudio callback: fill the block from the buffer, then tell listeners when it will be heard."""
         now = time.monotonic()
@@ -537,7 +548,7 @@ class SoundDeviceSpeaker:
             if self._underruns == 1:
                 log.warning("speaker: %s (the audio thread was late; a click may have been heard)", status)
         offset = _clock_offset(time_info.outputBufferDacTime, time_info.currentTime)
-        heard = now + (offset if offset is not None else self._latency_s)
+        heard = now + (offset if offset is not None else self.latency_s)
         pcm, _, blocks = self._buffer.pull(frames, heard)
         outdata[:frames] = pcm[:, None]
         notify(self._listeners, blocks, self._failed)

@@ -156,11 +156,12 @@ def test_a_tolerated_pause_is_reported_within_the_commit_delay(end_silence_ms: i
         for event in endpointer.process(frame):
             seen.append((event, frame.time + len(frame.pcm) / SAMPLE_RATE))
     kinds = [type(e).__name__ for e, _ in seen]
-    assert kinds.count("SpeechResumed") == 1, kinds
-    i = kinds.index("SpeechResumed")
-    ended = seen[i - 1][0]
-    assert isinstance(ended, SpeechEnded)
-    assert seen[i][1] <= ended.utterance.ended_time + endpointer.commit_delay
+    assert kinds.count("SpeechStarted") == 1 and "SpeechResumed" in kinds, kinds
+    for i, kind in enumerate(kinds):
+        if kind == "SpeechResumed":  # each one, the 700 ms pause's and any shorter one's
+            ended = seen[i - 1][0]
+            assert isinstance(ended, SpeechEnded)
+            assert seen[i][1] <= ended.utterance.ended_time + endpointer.commit_delay
     assert endpointer.commit_delay == pytest.approx((700 - end_silence_ms) / 1000 + 0.160)
 
 

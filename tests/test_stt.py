@@ -27,20 +27,9 @@ from core.stt import (
     repeats_itself,
     resolve_whisper_model,
 )
-from tests.helpers.speech import SAMPLE_RATE, mix, noise, resample, silence, speech_16k
+from tests.helpers.speech import SAMPLE_RATE, mix, noise, resample, silence, speech_16k, word_errors
 
 GOLDEN = "Turn on the kitchen lights please, and tell me a joke."
-
-
-def _word_errors(expected: str, heard: str) -> int:
-    """Word-level edit distance."""
-    a, b = normalize_words(expected).split(), normalize_words(heard).split()
-    row = list(range(len(b) + 1))
-    for i, word in enumerate(a, 1):
-        prev, row[0] = row[0], i
-        for j, other in enumerate(b, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (word != other))
-    return row[-1]
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +75,7 @@ def test_golden_transcript_and_speed(whisper: WhisperTranscriber) -> None:
     result = whisper.transcribe(pcm, SAMPLE_RATE)
     elapsed = time.monotonic() - started
     assert result.rejected_reason == ""
-    assert _word_errors(GOLDEN, result.text) <= 1, result.text
+    assert word_errors(GOLDEN, result.text) <= 1, result.text
     assert elapsed < 5.0  # about 0.5 s on 2 shared cores; generous for a loaded CI box
 
 
@@ -110,7 +99,7 @@ def test_the_short_window_hears_what_the_30_s_window_hears(
     short = whisper._decode_short(audio)
     assert short is not None
     full = whisper._decode_full(audio, vad_filter=False)
-    assert _word_errors(" ".join(seg.text for seg in full), short.text) <= 1
+    assert word_errors(" ".join(seg.text for seg in full), short.text) <= 1
     assert short.no_speech_prob < 0.5 and short.avg_logprob > -1.0 and short.compression_ratio < 2.4
 
 
@@ -135,7 +124,7 @@ def test_repeats_itself() -> None:
 
 @pytest.mark.slow
 def test_the_short_window_transcribes_through_the_gate(short_whisper: WhisperTranscriber) -> None:
-    assert _word_errors(GOLDEN, short_whisper.transcribe(speech_16k(GOLDEN), SAMPLE_RATE).text) <= 1
+    assert word_errors(GOLDEN, short_whisper.transcribe(speech_16k(GOLDEN), SAMPLE_RATE).text) <= 1
     for kind in ("silence", "pink", "slams"):
         assert short_whisper.transcribe(noise(kind, 2.0, -30, seed=2), SAMPLE_RATE).text == "", kind
 

@@ -175,3 +175,16 @@ def frames(pcm: np.ndarray, frame_ms: float = 20, start_time: float = 0.0) -> li
     """Cut samples into mic-like frames stamped on the play clock from `start_time`."""
     size = int(SAMPLE_RATE * frame_ms / 1000)
     return [AudioFrame(pcm=pcm[i : i + size], time=start_time + i / SAMPLE_RATE) for i in range(0, len(pcm), size)]
+
+
+def word_errors(expected: str, heard: str) -> int:
+    """Word-level edit distance between two transcripts, after `normalize_words`."""
+    from core.stt import normalize_words
+
+    a, b = normalize_words(expected).split(), normalize_words(heard).split()
+    row = list(range(len(b) + 1))
+    for i, word in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, other in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (word != other))
+    return row[-1]
