@@ -269,9 +269,10 @@ class WhisperTranscriber:
 
         Whisper pads every input to 30 s, and on a small CPU encoding those 30 s is most of a
         turn's transcription time. The encoder also takes a shorter window (whisper.cpp's
-        `audio_ctx`): padded to `SHORT_CONTEXT_SECONDS` it is three to four times faster for the
-        same words. Shorter still, tiny.en starts to loop its sentence, so a loop (Whisper's own
-        compression-ratio test, or a run past a speaking-rate bound) falls back to 30 s.
+        `audio_ctx`): padded to `SHORT_CONTEXT_SECONDS` it is three times faster, though it
+        gets more words wrong (see `tests/stt_window_bench.py`). Shorter still, tiny.en starts to
+        loop its sentence, so a loop (Whisper's own compression-ratio test, a run past a
+        speaking-rate bound, or `repeats_itself`) falls back to 30 s.
         """
         import ctranslate2
         from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens

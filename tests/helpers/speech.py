@@ -2,7 +2,8 @@
 
 Synthesis takes a fraction of a second per sentence on a small machine, so each text is
 synthesized once and cached as a WAV under `.cache/test-audio/` (safe to delete). The
-voice is loaded lazily, only when a text is not cached yet.
+voice is loaded lazily, only when a text is not cached yet. Piper samples random noise in
+its voice and in its timing; here both are off, so every machine hears the same speech.
 """
 
 from __future__ import annotations
@@ -66,12 +67,15 @@ def speech_16k(text: str) -> np.ndarray:
     Includes piper's own short lead-in and tail silence; see `speech_bounds` for where the
     voice really starts and stops.
     """
-    key = hashlib.sha1(f"joe-medium|16000|{text}".encode()).hexdigest()[:16]
+    key = hashlib.sha1(f"joe-medium|16000|no-noise|{text}".encode()).hexdigest()[:16]
     path = CACHE_DIR / f"{key}.wav"
     if path.is_file():
         return _read_wav(path)
+    from piper import SynthesisConfig
+
     voice = _voice()
-    chunks = [chunk.audio_int16_array for chunk in voice.synthesize(text)]
+    steady = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
+    chunks = [chunk.audio_int16_array for chunk in voice.synthesize(text, syn_config=steady)]
     pcm = resample(np.concatenate(chunks), voice.config.sample_rate)
     write_wav(path, pcm)
     return pcm
