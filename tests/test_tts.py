@@ -58,11 +58,13 @@ def test_piper_first_chunk_comes_before_the_whole_reply(piper: PiperSynthesizer)
 @pytest.mark.slow
 def test_piper_round_trip_through_whisper(piper: PiperSynthesizer) -> None:
     from core.stt import WhisperTranscriber, resolve_whisper_model
-    from tests.helpers.speech import resample
+    from tests.helpers.speech import resample, word_errors
 
     audio = np.concatenate(list(piper.synthesize("**Turn on** the lights 💡")))
     heard = WhisperTranscriber(resolve_whisper_model("")).transcribe(resample(audio, piper.sample_rate), 16000)
-    assert normalize_words(heard.text) == "turn on the lights"
+    # Piper samples noise in its voice, so a word may be misheard; the markup and the emoji are never spoken.
+    assert len(normalize_words(heard.text).split()) == 4
+    assert word_errors("turn on the lights", heard.text) <= 1, heard.text
 
 
 @pytest.mark.slow
