@@ -11,15 +11,12 @@ import time
 
 import numpy as np
 
+from core import bench
 from core.stt import WhisperTranscriber, normalize_words, resolve_whisper_model
 from tests.helpers.speech import SAMPLE_RATE, mix, noise, silence, speech_16k, trimmed, word_errors
 
 QUESTIONS = (
-    "What is the capital of France?",
-    "Tell me a joke about fish.",
-    "How are you doing today?",
-    "What should I cook for dinner tonight?",
-    "Why is the sky blue?",
+    *bench.QUESTIONS,
     "Turn on the kitchen lights please.",
     "Set your humor to ninety percent.",
     "Could you play a song for me, Billy?",
