@@ -12,7 +12,6 @@ import json
 import logging
 import statistics
 import tempfile
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +34,7 @@ MODEL_FIGURES = ("endpoint", "stt", "llm_first_sentence", "tts_first_audio", "ou
 def make_utterances(settings: Settings, folder: Path) -> list[Path]:
     """Speak the bench questions with the local voice into 16 kHz WAVs (cached in `folder`)."""
     from core.audio import resample
+    from core.simaudio import write_wav
     from core.tts import PiperSynthesizer
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -50,14 +50,6 @@ def make_utterances(settings: Settings, folder: Path) -> list[Path]:
             write_wav(path, np.concatenate([pad, pcm, pad]), 16000)
         paths.append(path)
     return paths
-
-
-def write_wav(path: Path, pcm: np.ndarray, rate: int) -> None:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(pcm.astype(np.int16).tobytes())
 
 
 def summarize(turns: list[dict]) -> list[tuple[str, float, float]]:

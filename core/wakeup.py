@@ -13,13 +13,13 @@ import logging
 import random
 import re
 import threading
-import wave
 from pathlib import Path
 
 import numpy as np
 
 from core.interfaces import Synthesizer
 from core.persona import PersonaStore, write_atomic
+from core.simaudio import write_wav
 
 log = logging.getLogger(__name__)
 
@@ -27,18 +27,6 @@ log = logging.getLogger(__name__)
 def clip_key(voice: str, phrase: str) -> str:
     """File stem of the clip of `phrase` in `voice`: changes when either does."""
     return hashlib.sha256(f"{voice}\n{phrase}".encode()).hexdigest()[:16]
-
-
-def write_wav(path: Path, pcm: np.ndarray, sample_rate: int) -> None:
-    """Write int16 mono samples as a WAV file, atomically (temp file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with wave.open(str(tmp), "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(sample_rate)
-        wav.writeframes(np.asarray(pcm, dtype=np.int16).tobytes())
-    tmp.replace(path)
 
 
 class WakeupClips:

