@@ -24,7 +24,7 @@ from scipy.io import wavfile
 
 from core.audio import float_to_pcm16, resample, to_mono
 from core.interfaces import AudioFrame, FrameHandler
-from core.sound import BufferedSpeaker, notify
+from core.sound import BufferedSpeaker, deliver, notify
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ class SimulatedMicrophone:
                 return
             frame_time = t0 + k * self._period
             pcm, finished = self._take(frame_time)
-            self._deliver(AudioFrame(pcm, frame_time))
+            self._failed = deliver(self._on_frame, AudioFrame(pcm, frame_time), self._failed, "simulated mic")
             for handle in finished:
                 handle.done.set()
             k += 1
@@ -174,16 +174,6 @@ class SimulatedMicrophone:
                     finished.append(handle)
                     self._queue.popleft()
         return out, finished
-
-    def _deliver(self, frame: AudioFrame) -> None:
-        if self._on_frame is None:
-            return
-        try:
-            self._on_frame(frame)
-        except Exception:
-            if not self._failed:
-                self._failed = True
-                log.exception("simulated mic: the frame handler failed; capture goes on")
 
 
 class SimulatedSpeaker(BufferedSpeaker):

@@ -137,6 +137,19 @@ def notify(listeners: Iterable[PlayedHandler], blocks: list[PlayedBlock], failed
                     log.exception("speaker listener %r failed; playback goes on", listener)
 
 
+def deliver(on_frame: FrameHandler | None, frame: AudioFrame, failed: bool, who: str) -> bool:
+    """Hand a mic frame over; a failing handler is logged once, never fatal. Returns `failed` updated."""
+    if on_frame is None:
+        return failed
+    try:
+        on_frame(frame)
+    except Exception:
+        if not failed:
+            log.exception("%s: the frame handler failed; capture goes on", who)
+        return True
+    return failed
+
+
 class SoundDeviceMicrophone:
     """A PortAudio input stream handing out `AudioFrame`s of exactly `frame_ms` at `sample_rate`.
 
@@ -217,18 +230,8 @@ class SoundDeviceMicrophone:
             frame = AudioFrame(pending[used : used + n], base + self._frame_count / self.sample_rate)
             used += n
             self._frame_count += n
-            self._deliver(frame)
+            self._failed = deliver(self._on_frame, frame, self._failed, "mic")
         self._pending = pending[used:]
-
-    def _deliver(self, frame: AudioFrame) -> None:
-        if self._on_frame is None:
-            return
-        try:
-            self._on_frame(frame)
-        except Exception:
-            if not self._failed:
-                self._failed = True
-                log.exception("mic: the frame handler failed; capture goes on")
 
 
 class _Fifo:

@@ -93,6 +93,15 @@ def repeats_itself(text: str, shortest: int = 3) -> bool:
     return False
 
 
+def unheard(pcm: np.ndarray, level_dbfs: float, language: str) -> Transcript | None:
+    """The empty transcript for audio that holds nothing worth a model run, else None."""
+    if np.asarray(pcm).size == 0:
+        return Transcript(text="", language=language, rejected_reason="no audio")
+    if level_dbfs < _QUIET_DBFS:
+        return Transcript(text="", language=language, rejected_reason=f"too quiet ({level_dbfs:.0f} dBFS)")
+    return None
+
+
 def loudest_dbfs(pcm: np.ndarray, sample_rate: int) -> float:
     """Level (dBFS) of the loudest 100 ms of int16 audio."""
     x = np.asarray(pcm, dtype=np.float64)
@@ -309,11 +318,9 @@ class WhisperTranscriber:
 
     def transcribe(self, pcm: np.ndarray, sample_rate: int) -> Transcript:
         """Blocking: run it in an executor thread. Never raises for odd audio; empty means nothing heard."""
-        if np.asarray(pcm).size == 0:
-            return Transcript(text="", language=self.language, rejected_reason="no audio")
         level = loudest_dbfs(pcm, sample_rate)
-        if level < _QUIET_DBFS:
-            return Transcript(text="", language=self.language, rejected_reason=f"too quiet ({level:.0f} dBFS)")
+        if (nothing := unheard(pcm, level, self.language)) is not None:
+            return nothing
         started = time.monotonic()
         try:
             segments = self._decode(to_16k_float(pcm, sample_rate))
@@ -369,11 +376,9 @@ class OpenAITranscriber:
 
     def transcribe(self, pcm: np.ndarray, sample_rate: int) -> Transcript:
         """Blocking: run it in an executor thread. Raises BackendError when the service fails."""
-        if np.asarray(pcm).size == 0:
-            return Transcript(text="", language=self.language, rejected_reason="no audio")
         level = loudest_dbfs(pcm, sample_rate)
-        if level < _QUIET_DBFS:
-            return Transcript(text="", language=self.language, rejected_reason=f"too quiet ({level:.0f} dBFS)")
+        if (nothing := unheard(pcm, level, self.language)) is not None:
+            return nothing
         try:
             response = self._client.post(
                 self.url,
