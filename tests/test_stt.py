@@ -6,7 +6,6 @@ import email.parser
 import email.policy
 import io
 import json
-import threading
 import time
 import wave
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ from core.stt import (
     repeats_itself,
     resolve_whisper_model,
 )
+from tests.helpers.http import base_url, serving
 from tests.helpers.speech import SAMPLE_RATE, mix, noise, resample, silence, speech_16k, word_errors
 
 GOLDEN = "Turn on the kitchen lights please, and tell me a joke."
@@ -234,21 +234,13 @@ class _Handler(BaseHTTPRequestHandler):
 def server() -> Iterator[_Server]:
     srv = _Server(("127.0.0.1", 0), _Handler)
     srv.requests, srv.status, srv.answer = [], 200, json.dumps({"text": " Hello there."}).encode()
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-    thread.join(timeout=5)
-
-
-def _url(srv: _Server) -> str:
-    return f"http://127.0.0.1:{srv.server_address[1]}/v1"
+    with serving(srv):
+        yield srv
 
 
 def test_openai_transcriber_posts_a_wav(server: _Server) -> None:
     pcm = (np.sin(np.arange(8000) / 5) * 8000).astype(np.int16)
-    transcriber = OpenAITranscriber(_url(server), "sk-test", "whisper-1", timeout=5)
+    transcriber = OpenAITranscriber(base_url(server), "sk-test", "whisper-1", timeout=5)
     assert isinstance(transcriber, Transcriber)
     assert transcriber.transcribe(pcm, SAMPLE_RATE).text == "Hello there."
     (request,) = server.requests
@@ -262,7 +254,7 @@ def test_openai_transcriber_posts_a_wav(server: _Server) -> None:
 
 
 def test_openai_transcriber_skips_silence(server: _Server) -> None:
-    transcriber = OpenAITranscriber(_url(server), "sk-test", timeout=5)
+    transcriber = OpenAITranscriber(base_url(server), "sk-test", timeout=5)
     assert transcriber.transcribe(silence(1), SAMPLE_RATE).text == ""
     assert transcriber.transcribe(np.zeros(0, dtype=np.int16), SAMPLE_RATE).text == ""
     assert server.requests == []
@@ -270,7 +262,7 @@ def test_openai_transcriber_skips_silence(server: _Server) -> None:
 
 def test_openai_transcriber_bad_key_and_garbage(server: _Server) -> None:
     pcm = (np.sin(np.arange(8000) / 5) * 8000).astype(np.int16)
-    transcriber = OpenAITranscriber(_url(server), "sk-wrong", timeout=5)
+    transcriber = OpenAITranscriber(base_url(server), "sk-wrong", timeout=5)
     server.status, server.answer = 401, b'{"error": {"message": "Incorrect API key"}}'
     with pytest.raises(BackendError, match=r"refused the API key.*OPENAI_API_KEY"):
         transcriber.transcribe(pcm, SAMPLE_RATE)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,6 +14,7 @@ from core.errors import BackendError
 from core.interfaces import Synthesizer
 from core.stt import normalize_words
 from core.tts import OpenAISynthesizer, PiperSynthesizer, speakable
+from tests.helpers.http import base_url, serving
 
 
 @pytest.fixture(scope="module")
@@ -147,20 +147,12 @@ def server() -> Iterator[_Server]:
     srv = _Server(("127.0.0.1", 0), _Handler)
     srv.requests, srv.status = [], 200
     srv.pcm = (np.sin(np.arange(24000) / 7) * 9000).astype("<i2").tobytes()
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-    thread.join(timeout=5)
-
-
-def _url(srv: _Server) -> str:
-    return f"http://127.0.0.1:{srv.server_address[1]}/v1"
+    with serving(srv):
+        yield srv
 
 
 def test_openai_synthesizer_streams_pcm(server: _Server) -> None:
-    synthesizer = OpenAISynthesizer(_url(server), "sk-test", "tts-1", "onyx", timeout=5)
+    synthesizer = OpenAISynthesizer(base_url(server), "sk-test", "tts-1", "onyx", timeout=5)
     assert isinstance(synthesizer, Synthesizer) and synthesizer.sample_rate == 24000
     chunks = list(synthesizer.synthesize("**Hi** there 🐟"))
     assert len(chunks) > 1
@@ -172,7 +164,7 @@ def test_openai_synthesizer_streams_pcm(server: _Server) -> None:
 
 
 def test_openai_synthesizer_errors(server: _Server) -> None:
-    synthesizer = OpenAISynthesizer(_url(server), "sk-wrong", timeout=5)
+    synthesizer = OpenAISynthesizer(base_url(server), "sk-wrong", timeout=5)
     server.status = 401
     with pytest.raises(BackendError, match=r"refused the API key.*OPENAI_API_KEY"):
         list(synthesizer.synthesize("Hello"))
