@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,6 +115,47 @@ def _stream_error(kind: str, choice: DeviceChoice, exc: Exception) -> DeviceErro
     )
 
 
+def _open_stream(
+    kind: str,
+    choice: DeviceChoice,
+    block_ms: float,
+    callback: Any,
+    on_open: Callable[[Any], None] | None = None,
+    **options: Any,
+) -> Any:
+    """A started int16 PortAudio stream (`kind` "input" or "output") on `choice`; DeviceError with the fix if not.
+
+    `on_open` sees the stream before it starts, so the callback never runs on unset state.
+    """
+    sd = _sounddevice()
+    stream_class = sd.InputStream if kind == "input" else sd.OutputStream
+    try:
+        stream = stream_class(
+            device=choice.index,
+            samplerate=choice.sample_rate,
+            channels=choice.channels,
+            dtype="int16",
+            blocksize=round(choice.sample_rate * block_ms / 1000),
+            callback=callback,
+            **options,
+        )
+        if on_open is not None:
+            on_open(stream)
+        stream.start()
+    except (sd.PortAudioError, ValueError) as exc:
+        raise _stream_error(kind, choice, exc) from exc
+    return stream
+
+
+def _close_stream(stream: Any, kind: str) -> None:
+    """Stop and close; a device that vanished meanwhile only gets a warning (Billy is shutting it anyway)."""
+    try:
+        stream.stop()
+        stream.close()
+    except Exception as exc:
+        log.warning("closing the %s stream failed: %s", kind, exc)
+
+
 def _clock_offset(host_time: float, current_time: float) -> float | None:
     """`host_time − current_time` when PortAudio gave both (some ALSA setups give zeros), else None."""
     if host_time <= 0.0 or current_time <= 0.0:
@@ -173,34 +214,16 @@ class SoundDeviceMicrophone:
         """Open the stream; `on_frame` runs on PortAudio's thread and must only hand the frame over."""
         if self._stream is not None:
             raise RuntimeError("microphone already started")
-        sd = _sounddevice()
         self._on_frame = on_frame
         self._reset()
         d = self.device
-        try:
-            stream = sd.InputStream(
-                device=d.index,
-                samplerate=d.sample_rate,
-                channels=d.channels,
-                dtype="int16",
-                blocksize=round(d.sample_rate * self.frame_ms / 1000),
-                callback=self._on_input,
-            )
-            stream.start()
-        except (sd.PortAudioError, ValueError) as exc:
-            raise _stream_error("input", d, exc) from exc
-        self._stream = stream
+        self._stream = _open_stream("input", d, self.frame_ms, self._on_input)
         log.info("mic: %s at %d Hz, %d channel(s), frames of %d ms", d.name, d.sample_rate, d.channels, self.frame_ms)
 
     def stop(self) -> None:
         stream, self._stream = self._stream, None
-        if stream is None:
-            return
-        try:
-            stream.stop()
-            stream.close()
-        except Exception as exc:
-            log.warning("mic: closing the input stream failed: %s", exc)
+        if stream is not None:
+            _close_stream(stream, "input")
 
     def _reset(self) -> None:
         self._resampler = StreamResampler(self.device.sample_rate, self.sample_rate)
@@ -508,23 +531,8 @@ class SoundDeviceSpeaker(BufferedSpeaker):
     def start(self) -> None:
         if self._stream is not None:
             return
-        sd = _sounddevice()
         d = self.device
-        try:
-            stream = sd.OutputStream(
-                device=d.index,
-                samplerate=d.sample_rate,
-                channels=d.channels,
-                dtype="int16",
-                blocksize=round(d.sample_rate * self.block_ms / 1000),
-                latency=self.latency,
-                callback=self._on_output,
-            )
-            self.latency_s = float(stream.latency)
-            stream.start()
-        except (sd.PortAudioError, ValueError) as exc:
-            raise _stream_error("output", d, exc) from exc
-        self._stream = stream
+        self._stream = _open_stream("output", d, self.block_ms, self._on_output, self._on_open, latency=self.latency)
         log.info(
             "speaker: %s at %d Hz, %d channel(s), latency %.0f ms",
             d.name,
@@ -533,15 +541,13 @@ class SoundDeviceSpeaker(BufferedSpeaker):
             self.latency_s * 1000,
         )
 
+    def _on_open(self, stream: Any) -> None:
+        self.latency_s = float(stream.latency)
+
     def stop(self) -> None:
         stream, self._stream = self._stream, None
-        if stream is None:
-            return
-        try:
-            stream.stop()
-            stream.close()
-        except Exception as exc:
-            log.warning("speaker: closing the output stream failed: %s", exc)
+        if stream is not None:
+            _close_stream(stream, "output")
 
     def _on_output(self, outdata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
         """PortAudio callback: fill the block from the buffer, then tell listeners when it will be heard."""
