@@ -320,8 +320,11 @@ class Billy:
                 loop.add_signal_handler(getattr(signal, sig), self.stopped.set)
         keyboard_stop = threading.Event()
         if self.devices.simulated_pins:
-            read_keyboard(lambda: loop.call_soon_threadsafe(self.press), keyboard_stop)
-            log.info("simulation: press Enter to press Billy's button")
+            if read_keyboard(lambda: loop.call_soon_threadsafe(self.press), keyboard_stop):
+                log.info("simulation: press Enter to press Billy's button")
+            else:
+                log.info("simulation: stdin is not a terminal, so Enter cannot press the button; run Billy "
+                         "in a terminal, or publish `listen` to the MQTT command topic")
         try:
             await self.stopped.wait()
         finally:
