@@ -93,31 +93,31 @@ def main(argv: list[str] | None = None) -> int:
 
 async def _dispatch(command: str, args: argparse.Namespace, settings: Settings) -> int:
     if command == "simulate":
-        from core.simulate import simulate
+        from core.dev.simulate import simulate
 
         return await simulate(settings, args.input, args.out, wake=args.wake)
     if command == "bench":
-        from core.bench import run_bench
+        from core.dev.bench import run_bench
 
         return await run_bench(settings, args.input, args.rounds, args.out)
     if command == "run":
         return await _run(settings)
     if command == "sing":
-        from core.sing import sing
+        from core.dev.sing import sing
 
         return await sing(settings, args.name, args.list, args.simulate)
     if command == "motor-test":
-        from core.app import _pin_factory
-        from core.motortest import run_motor_test
+        from core.body.pins import pin_factory
+        from core.dev.motortest import run_motor_test
 
-        factory, simulated = _pin_factory(simulate=False)
+        factory, simulated = pin_factory(simulate=False)
         if simulated:
             print("No GPIO on this machine: testing the motors on simulated pins.")
         return run_motor_test(settings.motion, pin_factory=factory)
     if command == "eval-tools":
         return await _eval_tools(settings)
     if command == "check":
-        from core.check import check
+        from core.dev.check import check
 
         return await check(settings)
     raise AssertionError(command)
@@ -126,10 +126,10 @@ async def _dispatch(command: str, args: argparse.Namespace, settings: Settings) 
 async def _eval_tools(settings: Settings) -> int:
     """Score the brain Billy would use (Ollama if it answers, else the fallbacks) on our tool cases."""
     from core.app import build_brain
-    from core.persona import PersonaStore
-    from core.prompt import build_system_prompt
-    from core.songs import SongLibrary
-    from core.tooleval import registry_for_eval, run_tool_eval
+    from core.body.songs import SongLibrary
+    from core.dev.tooleval import registry_for_eval, run_tool_eval
+    from core.persona.store import PersonaStore
+    from core.talk.prompt import build_system_prompt
 
     personas = PersonaStore(settings.persona)
     songs = SongLibrary(settings.sounds_dir / "songs")

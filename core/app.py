@@ -11,19 +11,23 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import sys
 import threading
-from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.button import FishButton, read_keyboard
+from core.body.button import FishButton, read_keyboard
+from core.body.pins import pin_factory as body_pin_factory
 from core.config import Settings
 from core.errors import BackendError, BillyError
 from core.hybrid import HybridBrain, HybridSynthesizer, HybridTranscriber
 from core.interfaces import Microphone, Speaker
-from core.session import Session, SessionHooks
 from core.state import State, StateOwner
+from core.talk.requests import CommandRequest, Request, RequestQueue, SayRequest, SongRequest, describe
+from core.talk.session import Session
+from core.talk.turn import SessionHooks
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +48,9 @@ class Devices:
 
 def make_devices(settings: Settings, simulate: bool) -> Devices:
     """Real sound card and pins where they exist; otherwise the simulated ones, said once."""
-    from core.simaudio import SimulatedMicrophone, SimulatedSpeaker
+    from core.audio.simulated import SimulatedMicrophone, SimulatedSpeaker
 
-    pin_factory, simulated_pins = _pin_factory(simulate)
+    pin_factory, simulated_pins = body_pin_factory(simulate)
     if simulate:
         return Devices(
             SimulatedMicrophone(settings.audio.mic_sample_rate),
@@ -56,7 +60,7 @@ def make_devices(settings: Settings, simulate: bool) -> Devices:
             simulated_pins,
         )
     try:
-        from core.sound import SoundDeviceMicrophone, SoundDeviceSpeaker
+        from core.audio.portaudio import SoundDeviceMicrophone, SoundDeviceSpeaker
 
         mic = SoundDeviceMicrophone(settings.audio.mic_preference, settings.audio.mic_sample_rate)
         speaker = SoundDeviceSpeaker(settings.audio.speaker_preference)
@@ -70,20 +74,6 @@ def make_devices(settings: Settings, simulate: bool) -> Devices:
             True,
             simulated_pins,
         )
-
-
-def _pin_factory(simulate: bool) -> tuple[Any, bool]:
-    from gpiozero.pins.mock import MockFactory, MockPWMPin
-
-    if not simulate:
-        try:
-            from gpiozero import Device
-
-            Device._default_pin_factory()
-            return None, False
-        except Exception as exc:  # gpiozero raises several kinds when no GPIO chip exists
-            log.info("no GPIO here (%s): motors and button are simulated", type(exc).__name__)
-    return MockFactory(pin_class=MockPWMPin), True
 
 
 def build_brain(settings: Settings) -> HybridBrain:
@@ -108,14 +98,14 @@ def build_brain(settings: Settings) -> HybridBrain:
 
 def build_transcriber(settings: Settings) -> HybridTranscriber:
     """Load (and warm, so the first turn is not slow) the speech-to-text backends."""
-    from core.stt import WhisperTranscriber, resolve_whisper_model
+    from core.listen.stt import WhisperTranscriber, resolve_whisper_model
 
     m = settings.models
     local = WhisperTranscriber(resolve_whisper_model(m.local_stt_model), short_window=m.stt_short_window)
     local.warm()
     parts: list[Any] = [local]
     if m.cloud_enabled:
-        from core.stt import OpenAITranscriber
+        from core.listen.cloud import OpenAITranscriber
 
         cloud = OpenAITranscriber(m.openai_base_url, m.openai_api_key, m.openai_stt_model, m.request_timeout_seconds)
         parts = [local, cloud] if m.use_local_models else [cloud, local]
@@ -124,14 +114,14 @@ def build_transcriber(settings: Settings) -> HybridTranscriber:
 
 def build_synthesizer(settings: Settings) -> HybridSynthesizer:
     """Load and warm the voices."""
-    from core.tts import PiperSynthesizer
+    from core.voice.tts import PiperSynthesizer
 
     m = settings.models
     local = PiperSynthesizer(m.local_tts_voice)
     local.warm()
     parts: list[Any] = [local]
     if m.cloud_enabled:
-        from core.tts import OpenAISynthesizer
+        from core.voice.tts import OpenAISynthesizer
 
         cloud = OpenAISynthesizer(
             m.openai_base_url, m.openai_api_key, m.openai_tts_model, m.openai_tts_voice, m.request_timeout_seconds
@@ -153,25 +143,24 @@ class Billy:
     mqtt: Any = None
     restart_requested: bool = False
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    requests: RequestQueue = field(default_factory=lambda: RequestQueue(ANNOUNCEMENT_QUEUE))
+    """Announcements and songs waiting while Billy is busy: the one queue, whoever asked."""
     _tasks: list[asyncio.Task] = field(default_factory=list)
-    _announcements: deque = field(default_factory=lambda: deque(maxlen=ANNOUNCEMENT_QUEUE))
-    _announcement_ready: asyncio.Event = field(default_factory=asyncio.Event)
-    _brain: Any = None
-    _prompt_key: Any = None
+    _commands: set[asyncio.Task] = field(default_factory=set)
 
     async def start(self) -> None:
         """Load and warm everything, then start listening; raises BillyError on a fatal problem."""
-        from core.homeassistant import HomeAssistantClient
-        from core.motion import Body, button_pin
-        from core.persona import PersonaStore
-        from core.songs import SongLibrary
-        from core.tools import ToolRegistry
-        from core.wakeup import WakeupClips
+        from core.body.motion import Body, button_pin
+        from core.body.songs import SongLibrary
+        from core.home.homeassistant import HomeAssistantClient
+        from core.persona.store import PersonaStore
+        from core.talk.prompt import build_system_prompt
+        from core.talk.tools import ToolRegistry
+        from core.voice.wakeup import WakeupClips
 
         s = self.settings
         loop = asyncio.get_running_loop()
         personas = PersonaStore(s.persona)
-        personas.current()  # a wrong PERSONA stops start-up here, listing the ones there are
         songs = SongLibrary(s.sounds_dir / "songs")
         self.body = Body(s.motion, pin_factory=self.devices.pin_factory)
         self.body.attach(self.devices.speaker)
@@ -187,17 +176,14 @@ class Billy:
             loop.run_in_executor(None, build_synthesizer, s),
             loop.run_in_executor(None, build_brain, s),
         )
-        self._brain = brain
         wake_word = None
         if s.wake_word.enabled:
-            from core.wakeword import WakeWordDetector
+            from core.listen.wakeword import WakeWordDetector
 
             wake_word = await loop.run_in_executor(None, WakeWordDetector, s.wake_word)
-        clips = WakeupClips(personas, synthesizer, s.cache_dir / "wakeup", s.sounds_dir / "wakeup")
+        clips = WakeupClips(personas, synthesizer, s.cache_dir, s.sounds_dir / "wakeup")
 
         def system_prompt() -> str:
-            from core.prompt import build_system_prompt
-
             return build_system_prompt(personas.current(), songs.titles(), tools=tools.names())
 
         await asyncio.gather(
@@ -230,65 +216,68 @@ class Billy:
         self.button = FishButton(button_pin(s.motion), loop, self.session.press, self.devices.pin_factory)
         if s.mqtt.enabled:
             self._start_mqtt(loop, hooks)
+        persona_changed = asyncio.Event()
+        personas.subscribe(lambda _: loop.call_soon_threadsafe(persona_changed.set))
         self._tasks.append(asyncio.create_task(self._announcer(), name="announcer"))
-        self._tasks.append(asyncio.create_task(self._rewarm_on_persona_change(system_prompt, tools), name="rewarm"))
+        self._tasks.append(
+            asyncio.create_task(
+                self._rewarm(persona_changed, brain, system_prompt, tools.schemas, clips.prepare), name="rewarm"
+            )
+        )
         self.state.set(State.IDLE, "ready")
         trigger = "say the wake word or press the button" if wake_word else "press the button"
         log.info("Billy is ready: %s.", trigger)
 
     def _start_mqtt(self, loop: asyncio.AbstractEventLoop, hooks: SessionHooks) -> None:
-        from core.mqtt import InboundQueue, MqttBridge
+        from core.home.bridge import MqttBridge
 
-        inbound = InboundQueue()
-        self.mqtt = MqttBridge(self.settings.mqtt, loop, inbound)
+        self.mqtt = MqttBridge(self.settings.mqtt, loop, self.submit)
         self.state.subscribe(self.mqtt.on_state)
         hooks.on_turn.append(self.mqtt.publish_turn)
         self.mqtt.publish_state(self.state.state)
         self.mqtt.start()
-        self._tasks.append(asyncio.create_task(self._serve_mqtt(inbound), name="mqtt-inbound"))
 
-    async def _serve_mqtt(self, inbound: Any) -> None:
-        """Commands act at once; announcements and songs wait their turn, one at a time."""
-        from core.mqtt import CommandRequest
-
-        while True:
-            item = await inbound.get()
-            if isinstance(item, CommandRequest):
-                await self.command(item.command)
-                continue
-            if len(self._announcements) == self._announcements.maxlen:
-                log.warning("announcement queue full: dropping the oldest (%s)", self._announcements[0])
-            self._announcements.append(item)
-            self._announcement_ready.set()
+    def submit(self, request: Request) -> None:
+        """A request from outside (MQTT, the page): commands act at once, the rest waits its turn."""
+        if isinstance(request, CommandRequest):
+            task = asyncio.create_task(self.command(request.command), name=f"command {request.command}")
+            self._commands.add(task)
+            task.add_done_callback(self._commands.discard)
+        else:
+            self.requests.put_nowait(request)
 
     async def _announcer(self) -> None:
-        from core.mqtt import SayRequest, SongRequest
-
+        """Announcements and songs, one at a time, each once Billy is free."""
         assert self.session is not None
         while True:
-            await self._announcement_ready.wait()
-            while self._announcements:
-                item = self._announcements.popleft()
-                try:
-                    if isinstance(item, SayRequest):
-                        await self.session.say(item.text, item.prompt, item.interactive)
-                    elif isinstance(item, SongRequest):
-                        await self.session.sing(item.song)
-                except Exception:
-                    log.exception("announcement %r failed; Billy goes on", item)
-            self._announcement_ready.clear()
+            item = await self.requests.get()
+            try:
+                if isinstance(item, SayRequest):
+                    await self.session.say(item.text, item.prompt, item.interactive)
+                elif isinstance(item, SongRequest):
+                    await self.session.sing(item.song)
+            except Exception:
+                log.exception("%s failed; Billy goes on", describe(item))
 
-    async def _rewarm_on_persona_change(self, system_prompt: Any, tools: Any) -> None:
-        """A changed persona changes the system prompt: prime the brain's cache again while idle."""
-        last = system_prompt()
+    async def _rewarm(
+        self,
+        changed: asyncio.Event,
+        brain: Any,
+        system_prompt: Callable[[], str],
+        schemas: Callable[[], list],
+        prepare_clips: Callable[[], object],
+    ) -> None:
+        """A changed persona changes the system prompt and the wake-up lines: prepare both again while idle."""
+        loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(2.0)
-            current = system_prompt()
-            if current != last and self.state.state is State.IDLE:
-                last = current
-                log.info("persona changed: priming the brain with the new system prompt")
-                with contextlib.suppress(BackendError):
-                    await self._brain.warm(current, tools.schemas())
+            await changed.wait()
+            while self.state.state is not State.IDLE:
+                await asyncio.sleep(0.2)
+            changed.clear()
+            log.info("persona changed: priming the brain with the new system prompt")
+            with contextlib.suppress(BackendError):
+                await brain.warm(system_prompt(), schemas())
+            await loop.run_in_executor(None, prepare_clips)
 
     async def command(self, command: str) -> None:
         assert self.session is not None
@@ -313,18 +302,18 @@ class Billy:
     async def run(self) -> None:
         """Run until SIGINT/SIGTERM or a shutdown/restart command."""
         loop = asyncio.get_running_loop()
-        for sig in ("SIGINT", "SIGTERM"):
+        for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
-                import signal
-
-                loop.add_signal_handler(getattr(signal, sig), self.stopped.set)
+                loop.add_signal_handler(sig, self.stopped.set)
         keyboard_stop = threading.Event()
         if self.devices.simulated_pins:
             if read_keyboard(lambda: loop.call_soon_threadsafe(self.press), keyboard_stop):
                 log.info("simulation: press Enter to press Billy's button")
             else:
-                log.info("simulation: stdin is not a terminal, so Enter cannot press the button; run Billy "
-                         "in a terminal, or publish `listen` to the MQTT command topic")
+                log.info(
+                    "simulation: stdin is not a terminal, so Enter cannot press the button; run Billy "
+                    "in a terminal, or publish `listen` to the MQTT command topic"
+                )
         try:
             await self.stopped.wait()
         finally:
@@ -334,9 +323,9 @@ class Billy:
         """Stop everything; motors first, so no exit path leaves one running."""
         if self.body is not None:
             self.body.stop()
-        for task in self._tasks:
+        for task in [*self._tasks, *self._commands]:
             task.cancel()
-        for task in self._tasks:
+        for task in [*self._tasks, *self._commands]:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         if self.session is not None:
@@ -356,4 +345,3 @@ class Billy:
 def restart_process() -> None:
     """Replace this process with a fresh Billy (the `restart` command)."""
     os.execv(sys.executable, [sys.executable, *sys.argv])
-

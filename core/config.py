@@ -155,8 +155,6 @@ class MotionSettings:
     """0–10: how wide and long the mouth opens per syllable."""
     watchdog_seconds: float = 30.0
     """A motor driven continuously for longer is braked."""
-    simulate: bool = False
-    """True uses gpiozero's mock pin factory instead of real pins."""
 
 
 @dataclass(frozen=True)
@@ -300,37 +298,41 @@ def load_settings(env_file: Path | None = None, environ: Mapping[str, str] | Non
     r = _Reader(read_env(env_file, environ))
     port_kw = dict(convert=int, low=1, high=65535)
     models = ModelSettings(
-        use_local_models=r.boolean("USE_LOCAL_MODELS", True),
+        use_local_models=r.boolean("USE_LOCAL_MODELS", ModelSettings.use_local_models),
         local_llm_host=r.url("LOCAL_LLM_HOST", ModelSettings.local_llm_host),
         local_llm_model=r.text("LOCAL_LLM_MODEL", ModelSettings.local_llm_model),
         local_llm_keep_alive=r.text("LOCAL_LLM_KEEP_ALIVE", ModelSettings.local_llm_keep_alive),
-        local_stt_model=r.text("LOCAL_STT_MODEL", ""),
-        stt_short_window=r.boolean("STT_SHORT_WINDOW", True),
+        local_stt_model=r.text("LOCAL_STT_MODEL", ModelSettings.local_stt_model),
+        stt_short_window=r.boolean("STT_SHORT_WINDOW", ModelSettings.stt_short_window),
         local_tts_voice=str(r.path("LOCAL_TTS_VOICE") or ""),
         embedded_llm_model=str(r.path("EMBEDDED_LLM_MODEL") or ""),
-        embedded_llm_threads=r.number("EMBEDDED_LLM_THREADS", 0, int, 0, 64),
-        openai_api_key=r.text("OPENAI_API_KEY", ""),
+        embedded_llm_threads=r.number("EMBEDDED_LLM_THREADS", ModelSettings.embedded_llm_threads, int, 0, 64),
+        openai_api_key=r.text("OPENAI_API_KEY", ModelSettings.openai_api_key),
         openai_base_url=r.url("OPENAI_BASE_URL", ModelSettings.openai_base_url),
         openai_model=r.text("OPENAI_MODEL", ModelSettings.openai_model),
         openai_stt_model=r.text("OPENAI_STT_MODEL", ModelSettings.openai_stt_model),
         openai_tts_model=r.text("OPENAI_TTS_MODEL", ModelSettings.openai_tts_model),
         openai_tts_voice=r.text("OPENAI_TTS_VOICE", ModelSettings.openai_tts_voice),
-        request_timeout_seconds=r.number("REQUEST_TIMEOUT_SECONDS", 20.0, float, 1, 600),
-        breaker_cooldown_seconds=r.number("BREAKER_COOLDOWN_SECONDS", 60.0, float, 0, 3600),
+        request_timeout_seconds=r.number(
+            "REQUEST_TIMEOUT_SECONDS", ModelSettings.request_timeout_seconds, float, 1, 600
+        ),
+        breaker_cooldown_seconds=r.number(
+            "BREAKER_COOLDOWN_SECONDS", ModelSettings.breaker_cooldown_seconds, float, 0, 3600
+        ),
     )
     mqtt_host = r.text("MQTT_HOST", "")
     mqtt = MqttSettings(
         host=mqtt_host,
-        port=r.number("MQTT_PORT", 1883, **port_kw),
-        username=r.text("MQTT_USERNAME", ""),
-        password=r.text("MQTT_PASSWORD", ""),
-        tls=r.boolean("MQTT_TLS", False),
+        port=r.number("MQTT_PORT", MqttSettings.port, **port_kw),
+        username=r.text("MQTT_USERNAME", MqttSettings.username),
+        password=r.text("MQTT_PASSWORD", MqttSettings.password),
+        tls=r.boolean("MQTT_TLS", MqttSettings.tls),
         ca_cert=r.path("MQTT_CA_CERT"),
-        topic_prefix=r.text("MQTT_TOPIC_PREFIX", "billy").strip("/"),
-        device_id=r.text("MQTT_DEVICE_ID", "billy"),
-        device_name=r.text("MQTT_DEVICE_NAME", "Billy Bass"),
-        discovery_prefix=r.text("MQTT_DISCOVERY_PREFIX", "homeassistant").strip("/"),
-        publish_turns=r.boolean("MQTT_PUBLISH_TURNS", True),
+        topic_prefix=r.text("MQTT_TOPIC_PREFIX", MqttSettings.topic_prefix).strip("/"),
+        device_id=r.text("MQTT_DEVICE_ID", MqttSettings.device_id),
+        device_name=r.text("MQTT_DEVICE_NAME", MqttSettings.device_name),
+        discovery_prefix=r.text("MQTT_DISCOVERY_PREFIX", MqttSettings.discovery_prefix).strip("/"),
+        publish_turns=r.boolean("MQTT_PUBLISH_TURNS", MqttSettings.publish_turns),
     )
     if any(c in mqtt.topic_prefix for c in "+#") or not mqtt.topic_prefix:
         raise BadSetting(
@@ -340,55 +342,57 @@ def load_settings(env_file: Path | None = None, environ: Mapping[str, str] | Non
         raise BadSetting(f"MQTT_DEVICE_ID={mqtt.device_id!r} is not allowed: use letters, digits, - and _ only.")
     ha_host = r.raw("HA_HOST")
     home_assistant = HomeAssistantSettings(
-        host=r.url("HA_HOST", "http://x").rstrip("/") if ha_host else "",
-        token=r.text("HA_TOKEN", ""),
-        lang=r.text("HA_LANG", "en"),
-        timeout_seconds=r.number("HA_TIMEOUT_SECONDS", 8.0, float, 0.5, 120),
+        host=r.url("HA_HOST", HomeAssistantSettings.host).rstrip("/") if ha_host else "",
+        token=r.text("HA_TOKEN", HomeAssistantSettings.token),
+        lang=r.text("HA_LANG", HomeAssistantSettings.lang),
+        timeout_seconds=r.number("HA_TIMEOUT_SECONDS", HomeAssistantSettings.timeout_seconds, float, 0.5, 120),
     )
     return Settings(
         audio=AudioSettings(
-            mic_preference=r.text("MIC_PREFERENCE", ""),
-            speaker_preference=r.text("SPEAKER_PREFERENCE", ""),
-            half_duplex_tail_ms=r.number("HALF_DUPLEX_TAIL_MS", 300, int, 0, 5000),
-            sim_output_latency_ms=r.number("SIM_OUTPUT_LATENCY_MS", 150, int, 0, 2000),
+            mic_preference=r.text("MIC_PREFERENCE", AudioSettings.mic_preference),
+            speaker_preference=r.text("SPEAKER_PREFERENCE", AudioSettings.speaker_preference),
+            half_duplex_tail_ms=r.number("HALF_DUPLEX_TAIL_MS", AudioSettings.half_duplex_tail_ms, int, 0, 5000),
+            sim_output_latency_ms=r.number("SIM_OUTPUT_LATENCY_MS", AudioSettings.sim_output_latency_ms, int, 0, 2000),
         ),
         endpoint=EndpointSettings(
-            end_silence_ms=r.number("END_SILENCE_MS", 400, int, 100, 3000),
-            pre_roll_ms=r.number("PRE_ROLL_MS", 300, int, 0, 2000),
-            min_speech_ms=r.number("MIN_SPEECH_MS", 200, int, 20, 2000),
-            max_utterance_seconds=r.number("MAX_UTTERANCE_SECONDS", 30.0, float, 1, 300),
-            pause_tolerance_ms=r.number("PAUSE_TOLERANCE_MS", 700, int, 0, 3000),
+            end_silence_ms=r.number("END_SILENCE_MS", EndpointSettings.end_silence_ms, int, 100, 3000),
+            pre_roll_ms=r.number("PRE_ROLL_MS", EndpointSettings.pre_roll_ms, int, 0, 2000),
+            min_speech_ms=r.number("MIN_SPEECH_MS", EndpointSettings.min_speech_ms, int, 20, 2000),
+            max_utterance_seconds=r.number(
+                "MAX_UTTERANCE_SECONDS", EndpointSettings.max_utterance_seconds, float, 1, 300
+            ),
+            pause_tolerance_ms=r.number("PAUSE_TOLERANCE_MS", EndpointSettings.pause_tolerance_ms, int, 0, 3000),
         ),
         session=SessionSettings(
-            run_mode=r.choice("RUN_MODE", "normal", ("normal", "dory")),
-            mic_timeout_seconds=r.number("MIC_TIMEOUT_SECONDS", 5.0, float, 0.5, 600),
-            follow_up_retry_limit=r.number("FOLLOW_UP_RETRY_LIMIT", 1, int, 0, 20),
-            history_max_tokens=r.number("HISTORY_MAX_TOKENS", 1500, int, 100, 100000),
+            run_mode=r.choice("RUN_MODE", SessionSettings.run_mode, ("normal", "dory")),
+            mic_timeout_seconds=r.number("MIC_TIMEOUT_SECONDS", SessionSettings.mic_timeout_seconds, float, 0.5, 600),
+            follow_up_retry_limit=r.number("FOLLOW_UP_RETRY_LIMIT", SessionSettings.follow_up_retry_limit, int, 0, 20),
+            history_max_tokens=r.number("HISTORY_MAX_TOKENS", SessionSettings.history_max_tokens, int, 100, 100000),
         ),
         wake_word=WakeWordSettings(
-            enabled=r.boolean("WAKE_WORD_ENABLED", False),
+            enabled=r.boolean("WAKE_WORD_ENABLED", WakeWordSettings.enabled),
             model_path=r.path("WAKE_WORD_MODEL_PATH"),
-            threshold=r.number("WAKE_WORD_THRESHOLD", 0.5, float, 0.0, 1.0),
-            cooldown_seconds=r.number("WAKE_WORD_COOLDOWN_SECONDS", 2.0, float, 0.0, 600),
+            threshold=r.number("WAKE_WORD_THRESHOLD", WakeWordSettings.threshold, float, 0.0, 1.0),
+            cooldown_seconds=r.number("WAKE_WORD_COOLDOWN_SECONDS", WakeWordSettings.cooldown_seconds, float, 0.0, 600),
         ),
         models=models,
         mqtt=mqtt,
         home_assistant=home_assistant,
         motion=MotionSettings(
-            billy_model=r.choice("BILLY_MODEL", "modern", ("modern", "classic")),
-            pin_layout=r.choice("BILLY_PINS", "new", ("new", "legacy")),
+            billy_model=r.choice("BILLY_MODEL", MotionSettings.billy_model, ("modern", "classic")),
+            pin_layout=r.choice("BILLY_PINS", MotionSettings.pin_layout, ("new", "legacy")),
             pin_overrides=r.pin_overrides(),
-            mouth_articulation=r.number("MOUTH_ARTICULATION", 5, int, 0, 10),
-            watchdog_seconds=r.number("MOTOR_WATCHDOG_SECONDS", 30.0, float, 1, 600),
+            mouth_articulation=r.number("MOUTH_ARTICULATION", MotionSettings.mouth_articulation, int, 0, 10),
+            watchdog_seconds=r.number("MOTOR_WATCHDOG_SECONDS", MotionSettings.watchdog_seconds, float, 1, 600),
         ),
         web=WebSettings(
-            port=r.number("FLASK_PORT", 8080, **port_kw),
-            password=r.text("WEB_PASSWORD", ""),
+            port=r.number("FLASK_PORT", WebSettings.port, **port_kw),
+            password=r.text("WEB_PASSWORD", WebSettings.password),
         ),
         persona=PersonaSettings(
-            name=r.text("PERSONA", "billy"),
-            directory=r.path("PERSONA_DIR") or ROOT / "personas",
-            allow_update_ini=r.boolean("ALLOW_UPDATE_PERSONALITY_INI", True),
+            name=r.text("PERSONA", PersonaSettings.name),
+            directory=r.path("PERSONA_DIR") or PersonaSettings.directory,
+            allow_update_ini=r.boolean("ALLOW_UPDATE_PERSONALITY_INI", PersonaSettings.allow_update_ini),
         ),
-        log_level=r.choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper(),
+        log_level=r.choice("LOG_LEVEL", Settings.log_level.lower(), ("debug", "info", "warning", "error")).upper(),
     )

@@ -23,3 +23,10 @@ class BackendError(BillyError, RuntimeError):
 
 class PersonaError(BillyError, ValueError):
     """A persona file cannot be read or written."""
+
+
+def service_error(what: str, url: str, status: int, body: str) -> BackendError:
+    """The one sentence for an OpenAI-compatible service that answered with an HTTP error."""
+    if status in (401, 403):
+        return BackendError(f"{what} at {url} refused the API key (HTTP {status}): check OPENAI_API_KEY.")
+    return BackendError(f"{what} at {url} answered HTTP {status}: {' '.join(body.split())[:200]}")

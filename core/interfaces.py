@@ -100,6 +100,10 @@ class Transcript:
 class Transcriber(Protocol):
     name: str
 
+    @property
+    def last_used(self) -> str:
+        """The backend that answered last (a hybrid's choice; a single backend's own name)."""
+
     def transcribe(self, pcm: np.ndarray, sample_rate: int) -> Transcript:
         """Blocking; run it in an executor thread, never on the loop or an audio thread."""
 
@@ -144,6 +148,10 @@ ToolSchema = dict[str, Any]
 class Brain(Protocol):
     name: str
 
+    @property
+    def last_used(self) -> str:
+        """The backend that answered last (a hybrid's choice; a single backend's own name)."""
+
     def chat(self, messages: list[Message], tools: list[ToolSchema]) -> AsyncIterator[BrainEvent]:
         """Stream one assistant step: text deltas and tool calls, then BrainDone.
 
@@ -163,11 +171,74 @@ class Brain(Protocol):
 @runtime_checkable
 class Synthesizer(Protocol):
     name: str
-    sample_rate: int
-    """Rate (hertz) of the chunks it yields."""
+
+    @property
+    def sample_rate(self) -> int:
+        """Rate (hertz) of the chunks it yields (a hybrid: of the backend that yielded the last chunk)."""
+
+    @property
+    def last_used(self) -> str:
+        """The backend that answered last (a hybrid's choice; a single backend's own name)."""
 
     def synthesize(self, text: str) -> Iterator[np.ndarray]:
         """Blocking; yields int16 mono chunks as they are made. Run it in an executor."""
+
+
+# --- what the brain's tools, the body, the songs and the wake word offer the session ----------
+
+
+@dataclass(frozen=True)
+class ToolOutcome:
+    """What a tool did. `result` goes back to the model as the tool message.
+
+    `end_conversation`: True when the model asked to end the session, else None (no opinion).
+    `song`: the title to play, for the session to hand to the song player.
+    `persona_changed`: the persona changed, so rebuild the system prompt (and re-prime the cache).
+    `error`: the call failed; `result` says why in a sentence for the model.
+    """
+
+    result: str
+    end_conversation: bool | None = None
+    song: str | None = None
+    persona_changed: bool = False
+    error: bool = False
+
+
+class Tools(Protocol):
+    def names(self) -> list[str]: ...
+
+    def schemas(self) -> list[ToolSchema]:
+        """Every tool in OpenAI function form, in a fixed order (the prompt cache depends on it)."""
+
+    async def call(self, call: ToolCall) -> ToolOutcome:
+        """Run one call; every failure comes back as an error outcome, never raised."""
+
+
+class Song(Protocol):
+    title: str
+
+
+class SongBook(Protocol):
+    def titles(self) -> list[str]: ...
+
+    def find(self, name: str) -> Song | None:
+        """The installed song a spoken or written name (title, folder or keyword) means, else None."""
+
+
+class Body(Protocol):
+    def stop(self) -> None:
+        """All motors off now; idempotent, any thread."""
+
+    def speech_finished(self, heard_until: float) -> None:
+        """The answer's last sample is heard at play-clock `heard_until`."""
+
+    async def perform(self, song: Song, speaker: Speaker) -> None:
+        """Play `song` on `speaker` and dance to it; cancelling stops both at once."""
+
+
+class WakeWord(Protocol):
+    def process(self, frame: AudioFrame) -> bool:
+        """Blocking; True when the wake word ends in this frame. Run it in an executor."""
 
 
 # --- a turn, as recorded ----------------------------------------------------------------

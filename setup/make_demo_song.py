@@ -40,8 +40,10 @@ def _hz(midi: float) -> float:
 
 def _note(freq: float, seconds: float, bright: float = 0.3) -> np.ndarray:
     t = np.arange(int(seconds * RATE)) / RATE
-    wave_ = np.sin(2 * np.pi * freq * t) + bright * np.sin(2 * np.pi * 2 * freq * t) + bright / 3 * np.sin(
-        2 * np.pi * 3 * freq * t
+    wave_ = (
+        np.sin(2 * np.pi * freq * t)
+        + bright * np.sin(2 * np.pi * 2 * freq * t)
+        + bright / 3 * np.sin(2 * np.pi * 3 * freq * t)
     )
     attack = np.minimum(1.0, t / 0.01)
     decay = np.exp(-t * 3.0)

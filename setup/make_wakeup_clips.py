@@ -16,7 +16,7 @@ from piper import PiperVoice
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.simaudio import write_wav  # noqa: E402
+from core.audio.wav import write_wav  # noqa: E402
 
 WAKEUP = ["Yeah? What's up?", "You rang?", "Billy here. Talk to me.", "Go on, I'm all gills."]
 CLIPS = {

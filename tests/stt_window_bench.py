@@ -11,8 +11,8 @@ import time
 
 import numpy as np
 
-from core import bench
-from core.stt import WhisperTranscriber, normalize_words, resolve_whisper_model
+from core.dev import bench
+from core.listen.stt import WhisperTranscriber, normalize_words, resolve_whisper_model
 from tests.helpers.speech import SAMPLE_RATE, mix, noise, silence, speech_16k, trimmed, word_errors
 
 QUESTIONS = (

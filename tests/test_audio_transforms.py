@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from core.audio import (
+from core.audio.transforms import (
     SILENCE_DBFS,
     StreamResampler,
     envelope,

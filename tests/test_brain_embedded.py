@@ -7,7 +7,9 @@ import time
 
 import pytest
 
-from core.brains.embedded import EmbeddedBrain, bundled_model_path, chooser_prompt, render_prompt
+from core.brains.chatml import render_prompt
+from core.brains.chooser import chooser_prompt
+from core.brains.embedded import EmbeddedBrain, bundled_model_path
 from core.errors import BackendError
 from core.interfaces import Brain, BrainDone, TextDelta, ToolCall
 
@@ -127,8 +129,8 @@ def test_a_reply_ends_with_its_first_finished_paragraph():
     """Under Billy's own persona, greedy SmolLM2 answers "Why is the sky blue?" with a paragraph
     and then goes on after a line break; the reply must end where that paragraph does."""
     from core.config import ROOT, load_settings
-    from core.persona import PersonaStore
-    from core.prompt import build_system_prompt
+    from core.persona.store import PersonaStore
+    from core.talk.prompt import build_system_prompt
 
     settings = load_settings(ROOT / "absent.env", {})
     system = build_system_prompt(PersonaStore(settings.persona).current(), ["Reef Shuffle"], tools=[])

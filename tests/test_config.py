@@ -78,7 +78,10 @@ def test_cli_reports_bad_setting_in_one_line(tmp_path):
     env.write_text("RUN_MODE=sideways\n")
     proc = subprocess.run(
         [sys.executable, str(ROOT / "main.py"), "--env", str(env), "check"],
-        capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin"},
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from core.config import EndpointSettings
-from core.endpoint import Endpointer, SpeechEnded, SpeechPaused, SpeechResumed, SpeechStarted
+from core.listen.endpoint import Endpointer, SpeechEnded, SpeechPaused, SpeechResumed, SpeechStarted
 from tests.helpers.speech import SAMPLE_RATE, frames, mix, noise, silence, speech_16k, speech_bounds, with_pause
 
 T0 = 1000.0

@@ -11,7 +11,7 @@ import pytest
 
 from core.config import HomeAssistantSettings
 from core.errors import BackendError
-from core.homeassistant import HomeAssistantClient
+from core.home.homeassistant import HomeAssistantClient
 from core.state import State, StateOwner
 from tests.helpers.home_assistant import FakeHomeAssistant
 

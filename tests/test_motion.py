@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
+from core.audio.simulated import SimulatedSpeaker
+from core.body.motion import Body
+from core.body.motors import Motors, resolve_pins
+from core.body.songs import SongLibrary
 from core.config import MotionSettings
 from core.errors import BadSetting
-from core.motion import Body
-from core.motors import Motors, resolve_pins
-from core.simaudio import SimulatedSpeaker
-from core.songs import SongLibrary
 from core.state import State, StateChange
 
 RATE = 16000
@@ -246,7 +246,7 @@ def test_pins_are_low_from_the_start(factory):
 def test_watchdog_brakes_a_motor_held_too_long_and_logs_once(factory, caplog):
     body = _make_body(factory, billy_model="classic", watchdog_seconds=0.3)
     t0 = clear(factory, 22, 17)
-    with caplog.at_level(logging.WARNING, logger="core.motors"):
+    with caplog.at_level(logging.WARNING, logger="core.body.motors"):
         body.on_state(change(State.THINKING, State.SPEAKING))
         time.sleep(0.6)
     head = history(factory, 22, t0)
@@ -331,13 +331,12 @@ def test_a_song_drives_mouth_tail_and_head(factory, speaker):
     assert all(factory.pin(g).state == 0 for g in (17, 22, 27))
 
 
-
 def test_the_lipsync_benchmark_measures_a_known_offset(tmp_path):
     import json
 
-    from core.lipsync import mouth_track
-    from core.lipsync_bench import lipsync_offset
-    from core.simaudio import write_wav
+    from core.audio.wav import write_wav
+    from core.body.lipsync import mouth_track
+    from core.dev.lipsync_bench import lipsync_offset
 
     rng = np.random.default_rng(3)
     onsets = sorted(rng.uniform(0.3, 3.5, 12))

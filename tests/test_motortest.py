@@ -6,7 +6,7 @@ import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from core.config import MotionSettings
-from core.motortest import run_motor_test
+from core.dev.motortest import run_motor_test
 
 
 @pytest.fixture

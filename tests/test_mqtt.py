@@ -20,21 +20,11 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from core.config import ROOT, MqttSettings
+from core.home.bridge import MqttBridge
+from core.home.messages import MAX_SAY_BYTES, PayloadError, parse_command, parse_say, parse_song
 from core.interfaces import ToolRecord, TurnRecord
-from core.mqtt import (
-    COMMANDS,
-    MAX_SAY_BYTES,
-    CommandRequest,
-    InboundQueue,
-    MqttBridge,
-    PayloadError,
-    SayRequest,
-    SongRequest,
-    parse_command,
-    parse_say,
-    parse_song,
-)
 from core.state import State, StateOwner
+from core.talk.requests import COMMANDS, CommandRequest, RequestQueue, SayRequest, SongRequest
 from tests.helpers.mosquitto import Mosquitto
 
 WAIT = 10.0
@@ -97,7 +87,7 @@ def run(loop: asyncio.AbstractEventLoop, coro, timeout: float = WAIT):
     return loop.run_until_complete(asyncio.wait_for(coro, timeout))
 
 
-def take(loop: asyncio.AbstractEventLoop, queue: InboundQueue, count: int = 1) -> list:
+def take(loop: asyncio.AbstractEventLoop, queue: RequestQueue, count: int = 1) -> list:
     async def collect() -> list:
         return [await queue.get() for _ in range(count)]
 
@@ -105,7 +95,7 @@ def take(loop: asyncio.AbstractEventLoop, queue: InboundQueue, count: int = 1) -
 
 
 def rejections(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "core.mqtt" and "rejected" in r.getMessage()]
+    return [r.getMessage() for r in caplog.records if r.name == "core.home.bridge" and "rejected" in r.getMessage()]
 
 
 # --- fixtures -----------------------------------------------------------------------------
@@ -138,12 +128,12 @@ def listeners() -> Iterator[Callable[..., Listener]]:
 
 
 @pytest.fixture
-def bridges(loop: asyncio.AbstractEventLoop) -> Iterator[Callable[..., tuple[MqttBridge, InboundQueue]]]:
+def bridges(loop: asyncio.AbstractEventLoop) -> Iterator[Callable[..., tuple[MqttBridge, RequestQueue]]]:
     made: list[MqttBridge] = []
 
-    def make(broker: Mosquitto, maxsize: int = 20, start: bool = True, **settings) -> tuple[MqttBridge, InboundQueue]:
-        queue = InboundQueue(maxsize)
-        bridge = MqttBridge(MqttSettings(host=broker.host, port=broker.port, **settings), loop, queue)
+    def make(broker: Mosquitto, maxsize: int = 20, start: bool = True, **settings) -> tuple[MqttBridge, RequestQueue]:
+        queue = RequestQueue(maxsize)
+        bridge = MqttBridge(MqttSettings(host=broker.host, port=broker.port, **settings), loop, queue.put_nowait)
         made.append(bridge)
         if start:
             bridge.start()
@@ -155,7 +145,7 @@ def bridges(loop: asyncio.AbstractEventLoop) -> Iterator[Callable[..., tuple[Mqt
 
 
 @pytest.fixture
-def online(broker: Mosquitto, bridges, listeners) -> tuple[MqttBridge, InboundQueue, Listener]:
+def online(broker: Mosquitto, bridges, listeners) -> tuple[MqttBridge, RequestQueue, Listener]:
     """A started bridge with the default prefix, and a listener that saw it come online."""
     listener = listeners(broker)
     bridge, queue = bridges(broker)
@@ -224,8 +214,8 @@ def test_parse_command_and_song_forms() -> None:
 
 
 def test_queue_drops_oldest_with_a_log_line(loop, caplog) -> None:
-    caplog.set_level(logging.WARNING, logger="core.mqtt")
-    queue = InboundQueue(maxsize=3)
+    caplog.set_level(logging.WARNING, logger="core.talk.requests")
+    queue = RequestQueue(maxsize=3)
     for i in range(5):
         queue.put_nowait(SayRequest(f"n{i}", False, False))
     assert [item.text for item in take(loop, queue, 3)] == ["n2", "n3", "n4"]
@@ -290,12 +280,13 @@ def test_stop_says_offline(online) -> None:
 _FISH = """
 import asyncio, sys
 from core.config import MqttSettings
-from core.mqtt import InboundQueue, MqttBridge
+from core.home.bridge import MqttBridge
+from core.talk.requests import RequestQueue
 from core.state import State
 
 async def main():
     bridge = MqttBridge(MqttSettings(host="127.0.0.1", port=int(sys.argv[1])), asyncio.get_running_loop(),
-                        InboundQueue())
+                        RequestQueue().put_nowait)
     bridge.publish_state(State.SPEAKING)
     bridge.start()
     await asyncio.sleep(120)
@@ -386,7 +377,7 @@ def test_every_say_form_reaches_the_queue(online, loop) -> None:
 
 
 def test_commands_and_unknown_command(online, loop, caplog) -> None:
-    caplog.set_level(logging.INFO, logger="core.mqtt")
+    caplog.set_level(logging.INFO, logger="core.home.bridge")
     _, queue, listener = online
     for payload in ("listen", "dance", "STOP", "restart", "shutdown"):
         listener.publish("billy/command", payload)
@@ -404,7 +395,7 @@ def test_song_both_forms(online, loop) -> None:
 
 
 def test_retained_command_is_not_replayed(broker, bridges, listeners, loop, caplog) -> None:
-    caplog.set_level(logging.WARNING, logger="core.mqtt")
+    caplog.set_level(logging.WARNING, logger="core.home.bridge")
     listener = listeners(broker, "billy/availability")
     listener.publish("billy/command", "shutdown", retain=True)
     _, queue = bridges(broker)
@@ -425,7 +416,7 @@ def test_burst_of_100_says_all_kept_in_order(broker, bridges, listeners, loop) -
 
 def test_burst_of_100_says_while_busy_drops_oldest_only(broker, bridges, listeners, loop, caplog) -> None:
     """Billy is busy (a slow consumer); the bound keeps the newest, logs each drop, never reorders."""
-    caplog.set_level(logging.WARNING, logger="core.mqtt")
+    caplog.set_level(logging.WARNING, logger="core.home.bridge")
     listener = listeners(broker, "billy/availability")
     _, queue = bridges(broker, maxsize=20)
     listener.wait_payload("billy/availability", b"online")
@@ -476,7 +467,7 @@ FUZZ = [
 
 
 def test_fuzz_rejects_each_with_a_log_line(online, loop, caplog) -> None:
-    caplog.set_level(logging.DEBUG, logger="core.mqtt")
+    caplog.set_level(logging.DEBUG, logger="core.home.bridge")
     _, queue, listener = online
     for topic, payload in FUZZ:
         listener.publish(topic, payload)
@@ -496,7 +487,7 @@ def test_fuzz_rejects_each_with_a_log_line(online, loop, caplog) -> None:
 
 
 def test_broker_restart_reconnects_and_republishes(online, broker, listeners, loop, caplog) -> None:
-    caplog.set_level(logging.INFO, logger="core.mqtt")
+    caplog.set_level(logging.INFO, logger="core.home.bridge")
     bridge, queue, _ = online
     bridge.publish_state(State.SPEAKING)
     broker.stop()
@@ -537,8 +528,8 @@ def test_start_never_blocks_on_a_dead_broker(tmp_path, bridges, listeners, loop)
 
 
 def test_no_host_means_no_mqtt(loop, caplog) -> None:
-    caplog.set_level(logging.INFO, logger="core.mqtt")
-    bridge = MqttBridge(MqttSettings(), loop, InboundQueue())
+    caplog.set_level(logging.INFO, logger="core.home.bridge")
+    bridge = MqttBridge(MqttSettings(), loop, RequestQueue().put_nowait)
     bridge.start()
     bridge.publish_state(State.IDLE)
     bridge.stop()
@@ -584,7 +575,7 @@ def test_wrong_password_logs_and_keeps_retrying(secured, bridges, listeners, cap
 
 
 def test_anonymous_bridge_is_refused_by_secured_broker(secured, bridges, caplog) -> None:
-    caplog.set_level(logging.WARNING, logger="core.mqtt")
+    caplog.set_level(logging.WARNING, logger="core.home.bridge")
     bridge, _ = bridges(secured)
     wait_until(lambda: "refused the connection" in caplog.text, "a refusal line")
     assert not bridge.connected
@@ -620,11 +611,11 @@ def test_two_fish_do_not_cross_talk(broker, bridges, listeners, loop) -> None:
 
 
 def test_bad_ca_cert_turns_mqtt_off_without_raising(tmp_path, loop, caplog) -> None:
-    caplog.set_level(logging.ERROR, logger="core.mqtt")
+    caplog.set_level(logging.ERROR, logger="core.home.bridge")
     ca_cert = tmp_path / "ca.pem"
     ca_cert.write_text("not a certificate\n")
     settings = MqttSettings(host="127.0.0.1", port=1, tls=True, ca_cert=ca_cert)
-    bridge = MqttBridge(settings, loop, InboundQueue())
+    bridge = MqttBridge(settings, loop, RequestQueue().put_nowait)
     bridge.start()
     bridge.publish_state(State.IDLE)
     bridge.stop()

@@ -11,15 +11,9 @@ import pytest
 
 from core.config import ROOT, PersonaSettings
 from core.errors import PersonaError
-from core.persona import (
-    TRAITS,
-    PersonaStore,
-    coerce_trait_value,
-    level,
-    list_personas,
-    load_persona,
-    save_persona,
-)
+from core.persona.ini import load_persona, save_persona
+from core.persona.store import PersonaStore, list_personas
+from core.persona.traits import TRAITS, coerce_trait_value, level
 
 # The layout of a persona.ini from the original Billy B-Assistant (our own words in it):
 # no respectfulness/optimism, an extra [MOOD] section, META with description and an OpenAI voice.
@@ -142,7 +136,7 @@ def test_full_save_keeps_comments_unknown_sections_and_key_spelling(tmp_path):
 def test_out_of_range_and_non_numeric_traits_are_clamped_with_a_warning(tmp_path, caplog):
     path = tmp_path / "odd.ini"
     path.write_text("[PERSONALITY]\nhumor = 250\nsarcasm = -3\nwarmth = loads\nformality = high\nsparkle = 9\n")
-    with caplog.at_level(logging.WARNING, logger="core.persona"):
+    with caplog.at_level(logging.WARNING, logger="core.persona.store"):
         persona = load_persona(path)
     assert persona.traits["humor"] == 100 and persona.traits["sarcasm"] == 0
     assert persona.traits["warmth"] == 50 and persona.traits["formality"] == 75
@@ -177,17 +171,21 @@ def test_loose_ini_files_are_found_too(tmp_path):
 def test_hand_edit_while_running_is_used_on_the_next_call(tmp_path):
     store = _store(tmp_path, ORIGINAL_STYLE)
     assert store.current().traits["warmth"] == 75
-    revision = store.revision
+    seen: list[int] = []
+    store.subscribe(lambda persona: seen.append(persona.traits["warmth"]))
     _touch_changed(store.path, ORIGINAL_STYLE.replace("warmth = 75", "warmth = 5"))
     assert store.current().traits["warmth"] == 5
-    assert store.revision == revision + 1
+    assert store.current().traits["warmth"] == 5
+    assert seen == [5]  # told once, when the change was found
+    store.update_traits({"warmth": 60})
+    assert seen == [5, 60]
 
 
 def test_broken_hand_edit_keeps_the_last_good_persona_and_logs_once(tmp_path, caplog):
     store = _store(tmp_path, ORIGINAL_STYLE)
     good = store.current()
     _touch_changed(store.path, "this is [not an ini")
-    with caplog.at_level(logging.WARNING, logger="core.persona"):
+    with caplog.at_level(logging.WARNING, logger="core.persona.store"):
         assert store.current() == good
         assert store.current() == good
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]

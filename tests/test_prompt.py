@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 from core.config import ROOT
-from core.persona import LEVELS, TRAITS, load_persona
-from core.prompt import TRAIT_RULES, build_system_prompt
+from core.persona.ini import load_persona
+from core.persona.traits import LEVELS, TRAITS
+from core.talk.prompt import TRAIT_RULES, build_system_prompt
 
 BILLY = load_persona(ROOT / "personas" / "billy" / "persona.ini")
 

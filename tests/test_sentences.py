@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.sentences import SentenceSplitter
+from core.voice.sentences import SentenceSplitter
 
 
 def _all_at_once(text: str, **kwargs) -> list[str]:

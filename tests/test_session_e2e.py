@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.audio.wav import read_wav
 from core.config import ROOT, load_settings
-from core.simaudio import read_wav
-from core.simulate import simulate
+from core.dev.simulate import simulate
 from tests.helpers.ollama_server import FakeOllama, Reply
 from tests.helpers.speech import noise, silence, speech_16k, with_pause, write_wav
 
@@ -261,9 +261,22 @@ def test_cli_simulate_with_embedded_brain(tmp_path, wavs):
         "MIC_TIMEOUT_SECONDS": "3",
     }
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "main.py"), "--env", str(tmp_path / "none.env"), "simulate",
-         "--input", str(wavs["joke"]), "--out", str(out)],
-        capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path,
+        [
+            sys.executable,
+            str(ROOT / "main.py"),
+            "--env",
+            str(tmp_path / "none.env"),
+            "simulate",
+            "--input",
+            str(wavs["joke"]),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     turns = read_lines(out / "turns.jsonl")

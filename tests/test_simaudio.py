@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 from scipy.io import wavfile
 
-from core.audio import resample
+from core.audio.simulated import SimulatedMicrophone, SimulatedSpeaker
+from core.audio.transforms import resample
+from core.audio.wav import read_wav, write_wav
 from core.interfaces import AudioFrame, PlayedBlock
-from core.simaudio import SimulatedMicrophone, SimulatedSpeaker, read_wav, write_wav
 
 LATENCY = 0.15
 

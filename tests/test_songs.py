@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.choreography import song_plan, tail_beats
-from core.songs import SongLibrary, read_wav
+from core.audio.wav import read_wav
+from core.body.choreography import song_plan, tail_beats
+from core.body.songs import SongLibrary
 
 SONGS = Path(__file__).resolve().parent.parent / "sounds" / "songs"
 DEMO = SONGS / "reef_shuffle"
@@ -65,7 +66,7 @@ def test_a_bad_folder_is_skipped_with_one_warning(tmp_path, caplog, damage, prob
     _copy_demo(tmp_path, "good")
     damage(_copy_demo(tmp_path, "broken"))
     library = SongLibrary(tmp_path)
-    with caplog.at_level(logging.WARNING, logger="core.songs"):
+    with caplog.at_level(logging.WARNING, logger="core.body.songs"):
         assert [s.name for s in library.songs()] == ["good"]
         assert [s.name for s in library.songs()] == ["good"]
         assert library.find("broken") is None

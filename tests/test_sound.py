@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from core.audio import resample
+from core.audio.transforms import resample
 from core.errors import DeviceError
 from core.interfaces import AudioFrame, PlayedBlock
 
@@ -27,8 +27,8 @@ try:
 except OSError:  # libportaudio2 missing: the module itself must still import (tested below)
     sd = None
 
-from core.sound import (
-    PlaybackBuffer,
+from core.audio.playback import PlaybackBuffer
+from core.audio.portaudio import (
     SoundDeviceMicrophone,
     SoundDeviceSpeaker,
     choose_device,

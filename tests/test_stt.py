@@ -17,8 +17,8 @@ import pytest
 
 from core.errors import BackendError
 from core.interfaces import Transcriber
-from core.stt import (
-    OpenAITranscriber,
+from core.listen.cloud import OpenAITranscriber
+from core.listen.stt import (
     SegmentScore,
     WhisperTranscriber,
     gate,
@@ -106,7 +106,7 @@ def test_the_short_window_hears_what_the_30_s_window_hears(
 @pytest.mark.slow
 def test_a_looping_short_window_falls_back_to_30_s(short_whisper: WhisperTranscriber, monkeypatch) -> None:
     """With no padding at all tiny.en repeats this sentence until the length bound stops it."""
-    monkeypatch.setattr("core.stt.SHORT_CONTEXT_SECONDS", 0)
+    monkeypatch.setattr("core.listen.stt.SHORT_CONTEXT_SECONDS", 0)
     voice = np.concatenate([silence(0.3), speech_16k("Tell me a joke about fish."), silence(0.1)])
     noisy = mix(voice, noise("pink", len(voice) / SAMPLE_RATE, -40, seed=1), 10)
     assert short_whisper._decode_short(noisy.astype(np.float32) / 32768) is None

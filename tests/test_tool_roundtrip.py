@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 from core.brains.ollama import OllamaBrain
+from core.brains.toolparse import TextToolCallFilter
 from core.config import ROOT, HomeAssistantSettings, PersonaSettings
-from core.homeassistant import HomeAssistantClient
+from core.home.homeassistant import HomeAssistantClient
 from core.interfaces import BrainDone, TextDelta, ToolCall
-from core.persona import PersonaStore
-from core.prompt import build_system_prompt
-from core.toolparse import TextToolCallFilter
-from core.tools import ToolRegistry
+from core.persona.store import PersonaStore
+from core.talk.prompt import build_system_prompt
+from core.talk.tools import ToolRegistry
 from tests.helpers.home_assistant import FakeHomeAssistant
 from tests.helpers.ollama_server import FakeOllama, Reply
 
@@ -136,7 +136,7 @@ def test_malformed_tool_calls_from_the_server_become_errors_for_the_model(person
 
 
 def test_tool_evaluation_scores_a_scripted_brain(personas, tmp_path):
-    from core.tooleval import load_cases, registry_for_eval, run_tool_eval
+    from core.dev.tooleval import load_cases, registry_for_eval, run_tool_eval
 
     assert len(load_cases()) >= 24  # the shipped cases parse
     cases = tmp_path / "cases.jsonl"

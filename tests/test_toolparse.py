@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from core.brains.arguments import parse_arguments
+from core.brains.toolparse import TextToolCallFilter, to_tool_calls
 from core.interfaces import ToolCall
-from core.toolparse import TextToolCallFilter, parse_arguments, to_tool_calls
 
 
 def _run(chunks: list[str], tools=None) -> tuple[str, list[ToolCall], list[str]]:

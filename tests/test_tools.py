@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from core.config import ROOT, HomeAssistantSettings, PersonaSettings
-from core.homeassistant import HomeAssistantClient
+from core.home.homeassistant import HomeAssistantClient
 from core.interfaces import ToolCall
-from core.persona import PersonaStore
-from core.tools import ResolvedCall, ToolRegistry, normalize_tool_name, validate
+from core.persona.store import PersonaStore
+from core.talk.schema import validate
+from core.talk.tools import ResolvedCall, ToolRegistry, normalize_tool_name
 from tests.helpers.home_assistant import FakeHomeAssistant
 
 SONGS = ["Take Me to the River", "Don't Worry, Be Happy", "Fishsticks"]

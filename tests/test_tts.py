@@ -12,8 +12,8 @@ import pytest
 
 from core.errors import BackendError
 from core.interfaces import Synthesizer
-from core.stt import normalize_words
-from core.tts import OpenAISynthesizer, PiperSynthesizer, speakable
+from core.listen.stt import normalize_words
+from core.voice.tts import OpenAISynthesizer, PiperSynthesizer, speakable
 from tests.helpers.http import base_url, serving
 
 
@@ -57,7 +57,7 @@ def test_piper_first_chunk_comes_before_the_whole_reply(piper: PiperSynthesizer)
 
 @pytest.mark.slow
 def test_piper_round_trip_through_whisper(piper: PiperSynthesizer) -> None:
-    from core.stt import WhisperTranscriber, resolve_whisper_model
+    from core.listen.stt import WhisperTranscriber, resolve_whisper_model
     from tests.helpers.speech import resample, word_errors
 
     audio = np.concatenate(list(piper.synthesize("**Turn on** the lights 💡")))

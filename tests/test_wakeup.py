@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from core.config import ROOT, PersonaSettings
-from core.persona import PersonaStore
-from core.wakeup import WakeupClips
+from core.persona.store import PersonaStore
+from core.voice.wakeup import WakeupClips
 
 PERSONA = """[PERSONALITY]
 humor = 80

@@ -13,7 +13,7 @@ import pytest
 
 from core.config import WakeWordSettings
 from core.errors import BackendError
-from core.wakeword import DEFAULT_MODEL, FEATURE_MODELS, WakeWordDetector, default_models_dir
+from core.listen.wakeword import DEFAULT_MODEL, FEATURE_MODELS, WakeWordDetector, default_models_dir
 from tests.helpers.speech import SAMPLE_RATE, frames, mix, noise, silence, speech_16k
 
 pytestmark = pytest.mark.slow

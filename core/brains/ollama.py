@@ -34,6 +34,11 @@ class OllamaBrain:
 
     name = "ollama"
 
+    @property
+    def last_used(self) -> str:
+        """A single backend always answers itself."""
+        return self.name
+
     def __init__(self, host: str, model: str, keep_alive: str = "24h", timeout_s: float = 20.0, num_ctx: int = 0):
         self.host = host.rstrip("/")
         self.model = model

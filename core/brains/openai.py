@@ -28,6 +28,11 @@ class OpenAIBrain:
 
     name = "openai"
 
+    @property
+    def last_used(self) -> str:
+        """A single backend always answers itself."""
+        return self.name
+
     def __init__(self, base_url: str, api_key: str, model: str, timeout_s: float = 20.0):
         self.base_url = base_url.rstrip("/")
         self.model = model

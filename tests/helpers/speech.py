@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from scipy.signal import butter, resample_poly, sosfilt
 
-from core import simaudio
+from core.audio import wav
 from core.interfaces import AudioFrame
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,8 +36,8 @@ def _voice():
 
 
 def write_wav(path: Path, pcm: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
-    """`core.simaudio.write_wav` (atomic), at 16 kHz unless told otherwise."""
-    simaudio.write_wav(path, pcm, sample_rate)
+    """`core.audio.wav.write_wav` (atomic), at 16 kHz unless told otherwise."""
+    wav.write_wav(path, pcm, sample_rate)
 
 
 def resample(pcm: np.ndarray, from_rate: int, to_rate: int = SAMPLE_RATE) -> np.ndarray:
@@ -58,7 +58,7 @@ def speech_16k(text: str) -> np.ndarray:
     key = hashlib.sha1(f"joe-medium|16000|no-noise|{text}".encode()).hexdigest()[:16]
     path = CACHE_DIR / f"{key}.wav"
     if path.is_file():
-        return simaudio.read_wav(path)[0]
+        return wav.read_wav(path)[0]
     from piper import SynthesisConfig
 
     voice = _voice()
@@ -171,7 +171,7 @@ def frames(pcm: np.ndarray, frame_ms: float = 20, start_time: float = 0.0) -> li
 
 def word_errors(expected: str, heard: str) -> int:
     """Word-level edit distance between two transcripts, after `normalize_words`."""
-    from core.stt import normalize_words
+    from core.listen.stt import normalize_words
 
     a, b = normalize_words(expected).split(), normalize_words(heard).split()
     row = list(range(len(b) + 1))

@@ -1,0 +1,1 @@
+"""Sound in and out: pure transforms, WAV files, the playback buffer, PortAudio and simulated devices."""

@@ -1,0 +1,1 @@
+"""Billy in the house: MQTT messages, discovery and bridge, the Home Assistant client."""

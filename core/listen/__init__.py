@@ -1,0 +1,1 @@
+"""Hearing: endpointing (VAD), the wake word and speech to text."""
