@@ -25,9 +25,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    sub.add_parser(
+    run = sub.add_parser(
         "run",
         help="run Billy (the default): real mic, speaker and pins where present, simulated where not",
+        description="Run Billy. He also starts his page (`web`) and starts it again if it dies.",
+    )
+    run.add_argument(
+        "--no-web",
+        action="store_true",
+        help="don't start or watch the page: it runs on its own (e.g. its own systemd unit, `main.py web`)",
     )
     sim = sub.add_parser(
         "simulate",
@@ -60,8 +66,33 @@ def _parser() -> argparse.ArgumentParser:
     sing.add_argument("--simulate", action="store_true", help="use the simulated speaker and pins")
 
     sub.add_parser("motor-test", help="move each motor in turn to check the wiring")
-    sub.add_parser("eval-tools", help="score how well the configured brain picks Billy's tools")
-    sub.add_parser("check", help="validate .env and report which backends answer, then exit")
+    evaluate = sub.add_parser(
+        "eval-tools",
+        help="run our spoken-command cases through Billy's real turn and score what he does",
+        description="Each case of core/dev/tooleval_cases.jsonl goes through the real turn (templates, "
+        "Home Assistant, the brain Billy would use, the reply guard) with a simulated Home Assistant, "
+        "throwaway copies of the personas and songs, and nothing played. Prints each case, then "
+        "precision and recall per tool, who decided, the time to decision and every guard rejection.",
+    )
+    evaluate.add_argument(
+        "--spoken", action="store_true", help="say each case with piper and run it on what Whisper hears"
+    )
+    evaluate.add_argument(
+        "--no-home", action="store_true", help="run without Home Assistant (smart-home cases then expect no tool)"
+    )
+    evaluate.add_argument("--cases", type=Path, default=None, metavar="FILE", help="another case file (JSON lines)")
+    evaluate.add_argument("--limit", type=int, default=0, metavar="N", help="run only the first N cases")
+    sub.add_parser(
+        "check",
+        help="the doctor: try every part (mic, speaker, pins, models, broker, Home Assistant, cloud) "
+        "and say what to fix; exit status 1 if anything is wrong",
+    )
+    sub.add_parser(
+        "web",
+        help="run Billy's page alone (`run` starts it by itself); it talks to a running Billy",
+        description="Serve Billy's page on FLASK_PORT (127.0.0.1 only unless WEB_PASSWORD is set). "
+        "It connects to the running Billy, and can start him when he is down. Exits at once if a page already runs.",
+    )
     return parser
 
 
@@ -82,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     _setup_logging(settings, args.verbose)
     command = args.command or "run"
+    if command == "web":
+        from core.web.serve import run_page
+
+        return run_page(settings)
     try:
         return asyncio.run(_dispatch(command, args, settings))
     except BillyError as exc:
@@ -101,7 +136,7 @@ async def _dispatch(command: str, args: argparse.Namespace, settings: Settings) 
 
         return await run_bench(settings, args.input, args.rounds, args.out)
     if command == "run":
-        return await _run(settings)
+        return await _run(settings, page=not getattr(args, "no_web", False))
     if command == "sing":
         from core.dev.sing import sing
 
@@ -115,7 +150,7 @@ async def _dispatch(command: str, args: argparse.Namespace, settings: Settings) 
             print("No GPIO on this machine: testing the motors on simulated pins.")
         return run_motor_test(settings.motion, pin_factory=factory)
     if command == "eval-tools":
-        return await _eval_tools(settings)
+        return await _eval_tools(settings, args)
     if command == "check":
         from core.dev.check import check
 
@@ -123,38 +158,61 @@ async def _dispatch(command: str, args: argparse.Namespace, settings: Settings) 
     raise AssertionError(command)
 
 
-async def _eval_tools(settings: Settings) -> int:
-    """Score the brain Billy would use (Ollama if it answers, else the fallbacks) on our tool cases."""
-    from core.app import build_brain
-    from core.body.songs import SongLibrary
-    from core.dev.tooleval import registry_for_eval, run_tool_eval
-    from core.persona.store import PersonaStore
-    from core.talk.prompt import build_system_prompt
+async def _eval_tools(settings: Settings, args: argparse.Namespace) -> int:
+    """Score what Billy does with our cases, on the brain he would use (Ollama if it answers, else the fallbacks)."""
+    from core.app import build_brain, build_transcriber
+    from core.dev.evalrun import run_eval
+    from core.dev.tooleval import CASES_PATH
 
-    personas = PersonaStore(settings.persona)
-    songs = SongLibrary(settings.sounds_dir / "songs")
-    registry = registry_for_eval(personas, songs.titles)
-    prompt = build_system_prompt(personas.current(), songs.titles(), tools=registry.names())
-    brain = await asyncio.get_running_loop().run_in_executor(None, build_brain, settings)
-    await brain.warm(prompt, registry.schemas())
-    report = await run_tool_eval(brain, prompt, registry)
-    print(report.format())
-    print(f"brain used: {brain.last_used or 'none'}")
+    if not args.verbose:  # one line per case, not the turn's own log lines
+        logging.getLogger("core").setLevel(logging.WARNING)
+    report = await run_eval(
+        settings,
+        build_brain,
+        build_transcriber if args.spoken else None,
+        home=not args.no_home,
+        cases_path=args.cases or CASES_PATH,
+        limit=args.limit,
+        on_case=lambda line: print(line, flush=True),
+    )
+    print(report.format(cases=False))
     return 0
 
 
-async def _run(settings: Settings) -> int:
+async def _run(settings: Settings, page: bool = True) -> int:
     from core.app import Billy, make_devices, restart_process
+    from core.systemd import Notifier
+    from core.web.processes import hold_voice_lock
 
+    hold_voice_lock(settings.web.runtime_dir)  # one Billy at a time: two would fight over the pins
+    # Under systemd (Type=notify): READY once warm, STATUS per state, watchdog pings from this
+    # loop. Outside a unit, a no-op.
+    notifier = Notifier.from_environment()
+    notifier.start_watchdog()
+    notifier.status("starting: loading models")
     devices = make_devices(settings, simulate=False)
     if devices.simulated_audio:
         log.info("no sound card found: Billy runs in simulation (his voice goes to sim-out/speaker.wav)")
     billy = Billy(settings, devices)
+    if settings.web.enabled:
+        from core.web.link import PageLink
+
+        billy.page = PageLink(settings, supervise=page)
+    billy.state.subscribe(notifier.on_state)
     started = time.monotonic()
+    failure = ""
     try:
         await billy.start()
+        notifier.ready("idle (ready)")
         await billy.run()
+    except BillyError as exc:
+        failure = f"failed: {exc}"
+        raise
     finally:
+        if billy.restart_requested:
+            notifier.reloading()
+        else:
+            notifier.stopping(failure or "stopping")
         await billy.close()
         if devices.simulated_audio:
             out = Path.cwd() / "sim-out"

@@ -24,6 +24,7 @@ from core.config import Settings
 from core.errors import BackendError, BillyError
 from core.hybrid import HybridBrain, HybridSynthesizer, HybridTranscriber
 from core.interfaces import Microphone, Speaker
+from core.persona.requests import PersonaRequest, TraitRequest, apply_persona_request
 from core.state import State, StateOwner
 from core.talk.requests import CommandRequest, Request, RequestQueue, SayRequest, SongRequest, describe
 from core.talk.session import Session
@@ -76,8 +77,11 @@ def make_devices(settings: Settings, simulate: bool) -> Devices:
         )
 
 
-def build_brain(settings: Settings) -> HybridBrain:
-    """Order of preference: local Ollama, cloud, embedded (or cloud first when not local)."""
+def build_brain(settings: Settings, card: Callable[[], str] | None = None) -> HybridBrain:
+    """Order of preference: local Ollama, cloud, embedded (or cloud first when not local).
+
+    `card`: the short persona card the embedded brain answers from instead of the long prompt.
+    """
     from core.brains.embedded import EmbeddedBrain
     from core.brains.ollama import OllamaBrain
 
@@ -90,7 +94,7 @@ def build_brain(settings: Settings) -> HybridBrain:
         cloud = OpenAIBrain(m.openai_base_url, m.openai_api_key, m.openai_model, m.request_timeout_seconds)
         brains = [ollama, cloud] if m.use_local_models else [cloud, ollama]
     try:
-        brains.append(EmbeddedBrain(m.embedded_llm_model, m.embedded_llm_threads))
+        brains.append(EmbeddedBrain(m.embedded_llm_model, m.embedded_llm_threads, card=card))
     except BackendError as exc:
         log.warning("%s Billy runs without the embedded brain.", exc)
     return HybridBrain(brains, m.breaker_cooldown_seconds)
@@ -141,6 +145,10 @@ class Billy:
     body: Any = None
     button: FishButton | None = None
     mqtt: Any = None
+    page: Any = None
+    """The page's side in this process (`core.web.link.PageLink`), set by `main.py run`; None: no page."""
+    personas: Any = None
+    songs: Any = None
     restart_requested: bool = False
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
     requests: RequestQueue = field(default_factory=lambda: RequestQueue(ANNOUNCEMENT_QUEUE))
@@ -154,27 +162,29 @@ class Billy:
         from core.body.songs import SongLibrary
         from core.home.homeassistant import HomeAssistantClient
         from core.persona.store import PersonaStore
-        from core.talk.prompt import build_system_prompt
-        from core.talk.tools import ToolRegistry
+        from core.talk.parts import build_talk_parts
         from core.voice.wakeup import WakeupClips
 
         s = self.settings
         loop = asyncio.get_running_loop()
-        personas = PersonaStore(s.persona)
-        songs = SongLibrary(s.sounds_dir / "songs")
+        if self.page is not None:
+            await self.page.start()  # the page says "starting" while the models load
+        personas = self.personas = PersonaStore(s.persona)
+        songs = self.songs = SongLibrary(s.sounds_dir / "songs")
         self.body = Body(s.motion, pin_factory=self.devices.pin_factory)
         self.body.attach(self.devices.speaker)
         self.state.subscribe(self.body.on_state)
         ha = HomeAssistantClient(s.home_assistant) if s.home_assistant.enabled else None
         if ha is not None:
             self.state.subscribe(ha.on_state)
-        tools = ToolRegistry(personas, songs.titles, ha)
+        talk = build_talk_parts(personas, songs, ha)
+        tools = talk.tools
 
         log.info("loading models (speech, voice, brain)...")
         transcriber, synthesizer, brain = await asyncio.gather(
             loop.run_in_executor(None, build_transcriber, s),
             loop.run_in_executor(None, build_synthesizer, s),
-            loop.run_in_executor(None, build_brain, s),
+            loop.run_in_executor(None, build_brain, s, talk.card),
         )
         wake_word = None
         if s.wake_word.enabled:
@@ -183,12 +193,9 @@ class Billy:
             wake_word = await loop.run_in_executor(None, WakeWordDetector, s.wake_word)
         clips = WakeupClips(personas, synthesizer, s.cache_dir, s.sounds_dir / "wakeup")
 
-        def system_prompt() -> str:
-            return build_system_prompt(personas.current(), songs.titles(), tools=tools.names())
-
         await asyncio.gather(
             loop.run_in_executor(None, clips.prepare),
-            brain.warm(system_prompt(), tools.schemas()),
+            brain.warm(talk.system_prompt(), tools.schemas()),
         )
         ready = [name for name, state in brain.breaker_states.items() if state == "closed"]
         log.info("brains ready, in order of preference: %s", ", ".join(ready) or "none")
@@ -197,19 +204,22 @@ class Billy:
         self.session = Session(
             s,
             self.state,
-            self.devices.mic,
+            self.page.tap_mic(self.devices.mic) if self.page is not None else self.devices.mic,
             self.devices.speaker,
             transcriber,
             brain,
             synthesizer,
             tools,
-            system_prompt,
+            talk.system_prompt,
             clips.pick,
             s.sounds_dir,
             body=self.body,
             songs=songs,
             wake_word=wake_word,
             hooks=hooks,
+            understanding=talk.understanding,
+            guard=talk.guard,
+            fallback=talk.fallback,
         )
         self.devices.speaker.start()
         await self.session.start()
@@ -221,20 +231,39 @@ class Billy:
         self._tasks.append(asyncio.create_task(self._announcer(), name="announcer"))
         self._tasks.append(
             asyncio.create_task(
-                self._rewarm(persona_changed, brain, system_prompt, tools.schemas, clips.prepare), name="rewarm"
+                self._rewarm(persona_changed, brain, talk.system_prompt, tools.schemas, clips.prepare), name="rewarm"
             )
         )
         self.state.set(State.IDLE, "ready")
+        if self.page is not None:
+            self.page.attach(self, hooks)
         trigger = "say the wake word or press the button" if wake_word else "press the button"
         log.info("Billy is ready: %s.", trigger)
 
     def _start_mqtt(self, loop: asyncio.AbstractEventLoop, hooks: SessionHooks) -> None:
         from core.home.bridge import MqttBridge
 
-        self.mqtt = MqttBridge(self.settings.mqtt, loop, self.submit)
+        web = self.settings.web
+        page_url = ""
+        if self.page is not None and web.password:  # only a page on the network can be visited from HA
+            from core.web.address import page_url as address
+
+            page_url = address(web)
+        personas = self.personas
+        self.mqtt = MqttBridge(
+            self.settings.mqtt,
+            loop,
+            self.submit,
+            personas=personas.list_personas(),
+            songs=self.songs.titles() if self.songs is not None else (),
+            page_url=page_url,
+        )
         self.state.subscribe(self.mqtt.on_state)
         hooks.on_turn.append(self.mqtt.publish_turn)
         self.mqtt.publish_state(self.state.state)
+        persona = personas.current()
+        self.mqtt.publish_persona(persona.name, persona.traits, personas.list_personas())
+        personas.subscribe(lambda p: self.mqtt.publish_persona(p.name, p.traits, personas.list_personas()))
         self.mqtt.start()
 
     def submit(self, request: Request) -> None:
@@ -243,6 +272,11 @@ class Billy:
             task = asyncio.create_task(self.command(request.command), name=f"command {request.command}")
             self._commands.add(task)
             task.add_done_callback(self._commands.discard)
+        elif isinstance(request, PersonaRequest | TraitRequest):
+            try:  # a few small file writes: done at once, like a command; the store tells its observers
+                apply_persona_request(request, self.personas, self.settings.env_file)
+            except BillyError as exc:
+                log.warning("%s refused: %s", request, exc)
         else:
             self.requests.put_nowait(request)
 
@@ -323,13 +357,18 @@ class Billy:
         """Stop everything; motors first, so no exit path leaves one running."""
         if self.body is not None:
             self.body.stop()
-        for task in [*self._tasks, *self._commands]:
+        tasks = [*self._tasks, *self._commands]
+        for task in tasks:
             task.cancel()
-        for task in [*self._tasks, *self._commands]:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        # Bounded: an announcer waiting in `Session.wait_until_free` does not end on its first cancel
+        # while a conversation runs (it did hang SIGTERM and `restart` during a typed turn).
+        stuck = (await asyncio.wait(tasks, timeout=2.0))[1] if tasks else set()
         if self.session is not None:
             await self.session.close()
+        for task in stuck:  # the conversation is over now: a second cancel ends them
+            task.cancel()
+        if stuck:
+            await asyncio.wait(stuck, timeout=2.0)
         if self.mqtt is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.mqtt.stop)
         if self.button is not None:
@@ -337,6 +376,10 @@ class Billy:
         self.devices.speaker.stop()
         if self.body is not None:
             self.body.close()
+        if self.page is not None:
+            # Stopped on purpose (Ctrl-C, SIGTERM, `shutdown`): the page he started goes too. After a
+            # crash it stays, to say so and start him again; `restart` keeps it for the new process.
+            await self.page.close(stop_page=self.stopped.is_set() and not self.restart_requested)
 
     def on_state(self, observer: Any) -> None:
         self.state.subscribe(observer)

@@ -160,8 +160,18 @@ class MotionSettings:
 @dataclass(frozen=True)
 class WebSettings:
     port: int = 8080
+    """TCP port of Billy's page (FLASK_PORT)."""
     password: str = ""
-    host: str = "0.0.0.0"
+    """WEB_PASSWORD; empty: the page listens on 127.0.0.1 only and needs no login."""
+    enabled: bool = True
+    """WEB_ENABLED: false runs Billy without his page."""
+    runtime_dir: Path = ROOT / ".cache"
+    """Folder of the voice-page channel socket, the page's secret key and the process locks."""
+
+    @property
+    def host(self) -> str:
+        """Where the page listens: the whole network only behind a password."""
+        return "0.0.0.0" if self.password else "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -188,6 +198,8 @@ class Settings:
     cache_dir: Path = ROOT / ".cache"
     """Generated files (wake-up clips); safe to delete."""
     log_level: str = "INFO"
+    env_file: Path = ROOT / ".env"
+    """The settings file these were read from; the page and persona choices write it back."""
 
 
 # --- parsing helpers ------------------------------------------------------------------
@@ -385,14 +397,31 @@ def load_settings(env_file: Path | None = None, environ: Mapping[str, str] | Non
             mouth_articulation=r.number("MOUTH_ARTICULATION", MotionSettings.mouth_articulation, int, 0, 10),
             watchdog_seconds=r.number("MOTOR_WATCHDOG_SECONDS", MotionSettings.watchdog_seconds, float, 1, 600),
         ),
-        web=WebSettings(
-            port=r.number("FLASK_PORT", WebSettings.port, **port_kw),
-            password=r.text("WEB_PASSWORD", WebSettings.password),
-        ),
+        web=_web_settings(r),
         persona=PersonaSettings(
             name=r.text("PERSONA", PersonaSettings.name),
             directory=r.path("PERSONA_DIR") or PersonaSettings.directory,
             allow_update_ini=r.boolean("ALLOW_UPDATE_PERSONALITY_INI", PersonaSettings.allow_update_ini),
         ),
         log_level=r.choice("LOG_LEVEL", Settings.log_level.lower(), ("debug", "info", "warning", "error")).upper(),
+        env_file=ROOT / ".env" if env_file is None else Path(env_file),
+    )
+
+
+WEB_PASSWORD_MIN_CHARS = 8
+
+
+def _web_settings(r: _Reader) -> WebSettings:
+    password = r.text("WEB_PASSWORD", WebSettings.password)
+    if password and len(password) < WEB_PASSWORD_MIN_CHARS:
+        # The value is a secret: the message names the rule, never the value.
+        raise BadSetting(
+            f"WEB_PASSWORD is too short: use at least {WEB_PASSWORD_MIN_CHARS} characters, "
+            "or leave it empty to serve the page on 127.0.0.1 only."
+        )
+    return WebSettings(
+        port=r.number("FLASK_PORT", WebSettings.port, convert=int, low=1, high=65535),
+        password=password,
+        enabled=r.boolean("WEB_ENABLED", WebSettings.enabled),
+        runtime_dir=r.path("WEB_RUNTIME_DIR", must_exist=False) or WebSettings.runtime_dir,
     )

@@ -249,6 +249,8 @@ class ToolRecord:
     name: str
     arguments: dict[str, Any] | str
     result: str
+    decided_by: str = "brain"
+    """Who chose this call: `templates`, `home assistant` or `brain`."""
 
 
 @dataclass
@@ -261,3 +263,7 @@ class TurnRecord:
     backends: dict[str, str] = field(default_factory=dict)
     latency_ms: dict[str, float] = field(default_factory=dict)
     error: str = ""
+    decided_by: str = ""
+    """Who answered: `templates`, `home assistant` or `brain` (empty for a plain announcement)."""
+    guard: list[str] = field(default_factory=list)
+    """Sentences the reply guard kept from being spoken, each with the reason."""

@@ -26,6 +26,18 @@ apt_packages=(python3 python3-venv python3-dev build-essential cmake git libport
 if [ "$dev" = 1 ]; then
   apt_packages+=(chromium chromium-driver mosquitto-clients)
 fi
+# On a Raspberry Pi, gpiozero drives the pins through lgpio (see "Raspberry Pi GPIO" below);
+# swig is what building lgpio needs where no wheel fits this Python.
+pi_model=""
+for model_file in /proc/device-tree/model /sys/firmware/devicetree/base/model; do
+  if [ -r "$model_file" ] && tr -d '\0' < "$model_file" | grep -q "Raspberry Pi"; then
+    pi_model="$(tr -d '\0' < "$model_file")"
+    break
+  fi
+done
+if [ -n "$pi_model" ]; then
+  apt_packages+=(swig)
+fi
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -76,6 +88,28 @@ if ! "$venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.vers
   fi
   # The wheel found here wins over the sdist; its dependencies come from the registry.
   "${pip[@]}" install --find-links "$cache" -c "$here/constraints.txt" "llama-cpp-python==$llama_version"
+fi
+
+# --- Raspberry Pi GPIO -----------------------------------------------------------
+# gpiozero's lgpio pins are the only ones that work on a Pi 5 (and they work on a Pi 4).
+# Raspberry Pi OS ships lgpio as python3-lgpio, but only for its own Python and outside
+# .venv; a venv made with --system-site-packages would see it, and every other Debian
+# Python package with it. So lgpio goes into .venv from PyPI instead: a wheel for Python
+# 3.11 and 3.12 on 64-bit Pi OS, else built from its source. With PYPI=1 that build compiles
+# lgpio's own C library in and needs only swig and a compiler; without it, it looks for
+# liblgpio-dev and fails ("lgpio fails to build on newer Python").
+lgpio_version=0.2.2.0
+if [ -n "$pi_model" ]; then
+  # find_spec, not import: importing lgpio makes a notification pipe in the current folder.
+  if ! "$venv/bin/python" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('lgpio') is None)"; then
+    say "$pi_model: installing lgpio $lgpio_version (gpiozero's pins) into .venv"
+    PYPI=1 "${pip[@]}" install "lgpio==$lgpio_version"
+  fi
+  for group in gpio audio; do
+    if getent group "$group" >/dev/null && ! id -nG | tr ' ' '\n' | grep -qx "$group"; then
+      say "you are not in the '$group' group: run 'sudo usermod -aG $group $(id -un)', then log in again"
+    fi
+  done
 fi
 
 if [ "$dev" = 1 ]; then

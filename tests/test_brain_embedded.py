@@ -8,7 +8,6 @@ import time
 import pytest
 
 from core.brains.chatml import render_prompt
-from core.brains.chooser import chooser_prompt
 from core.brains.embedded import EmbeddedBrain, bundled_model_path
 from core.errors import BackendError
 from core.interfaces import Brain, BrainDone, TextDelta, ToolCall
@@ -87,8 +86,6 @@ def test_prompt_prefix_is_constant_across_turns():
         [*ask("hello"), {"role": "assistant", "content": "Hi!"}, {"role": "user", "content": "x"}]
     )
     assert first == second and rest.endswith("<|im_start|>assistant\n")
-    assert chooser_prompt(TOOLS) == chooser_prompt(TOOLS)
-    assert '"song": "Take Me to the River"' in chooser_prompt(TOOLS)
 
 
 @pytest.mark.slow
@@ -101,26 +98,38 @@ def test_streams_text_then_done(brain):
 
 
 @pytest.mark.slow
-def test_obvious_commands_become_valid_tool_calls(brain):
-    events = run(collect(brain, ask("Turn on the kitchen lights")))
-    calls = [e for e in events if isinstance(e, ToolCall)]
-    assert [c.name for c in calls] == ["smart_home_command"]
-    assert isinstance(calls[0].arguments, dict) and "kitchen" in calls[0].arguments["prompt"]
-    assert isinstance(events[-1], BrainDone)
-    calls = [e for e in run(collect(brain, ask("Goodbye Billy"))) if isinstance(e, ToolCall)]
-    assert [(c.name, c.arguments) for c in calls] == [("end_conversation", {})]
+def test_tools_are_never_offered_to_it(brain):
+    """Commands are recognised before any model is asked; a 135M model only talks."""
+    for question in ("Turn on the kitchen lights", "Goodbye Billy", "Sing me a song"):
+        events = run(collect(brain, ask(question)))
+        assert not any(isinstance(e, ToolCall) for e in events)
+        assert isinstance(events[-1], BrainDone)
 
 
 @pytest.mark.slow
-def test_after_a_tool_result_it_talks(brain):
+@needs_llama
+def test_with_a_card_it_sees_the_card_and_the_question_only():
+    card = "You are Billy, a singing fish on a wall. Answer the question in one or two short sentences."
+    carded = EmbeddedBrain(n_threads=2, max_tokens=120, temperature=0.0, card=lambda: card)
+    long_prompt = "You are an assistant with these tools: play_song, smart_home_command. " * 20
     history = [
-        *ask("Turn on the kitchen lights"),
-        {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "smart_home_command"}}]},
-        {"role": "tool", "tool_name": "smart_home_command", "content": "Turned on the kitchen lights."},
+        {"role": "system", "content": long_prompt},
+        {"role": "user", "content": "Hello"},
+        {"role": "assistant", "content": "Hi there!"},
+        {"role": "tool", "content": "The conversation ends after this reply."},
+        {"role": "user", "content": "Why is the sky blue?"},
     ]
-    events = run(collect(brain, history))
-    assert not any(isinstance(e, ToolCall) for e in events)
-    assert "".join(e.text for e in events if isinstance(e, TextDelta)).strip()
+    assert carded._messages(history) == [{"role": "system", "content": card}, *history[1:3], history[-1]]
+    try:
+        run(carded.warm(long_prompt, TOOLS))
+        events = run(collect(carded, history))
+    finally:
+        carded.close()
+    text = "".join(e.text for e in events if isinstance(e, TextDelta)).strip()
+    assert text and "tool" not in text.lower()
+    assert isinstance(events[-1], BrainDone) and events[-1].prompt_tokens < 150  # the long prompt was not sent
+    ends = [c for c in text if c in ".!?"]
+    assert 1 <= len(ends) <= 2, text  # one or two sentences, then it stops
 
 
 @pytest.mark.slow

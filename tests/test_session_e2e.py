@@ -283,3 +283,68 @@ def test_cli_simulate_with_embedded_brain(tmp_path, wavs):
     assert len(turns) == 1 and turns[0]["backends"]["llm"] == "embedded"
     for name in ("speaker.wav", "events.jsonl", "motion.jsonl"):
         assert (out / name).stat().st_size > 0
+
+
+# --- the end of a turn, decided by meaning as well as by silence --------------------------
+
+
+def test_a_whole_question_is_heard_answered_sooner_than_the_pause_tolerance_allowed(tmp_path):
+    """Before, every answer waited END_SILENCE_MS + the rest of PAUSE_TOLERANCE_MS + 160 ms after
+    speech ended (860 ms), so with a 150 ms sound card nothing was heard before 1010 ms. A whole
+    question may be answered once the end silence has passed."""
+    path = tmp_path / "age.wav"
+    write_wav(path, np.concatenate([silence(0.4), speech_16k("How old are you?"), silence(1.5)]))
+    with FakeOllama(models=[MODEL]) as server:
+        server.script(WARM, Reply.text("Older than the toaster."))
+        settings = settings_for(tmp_path, server.url, RUN_MODE="dory")
+        out = tmp_path / "out"
+        assert run_sim(settings, [path], out) == 0
+    (turn,) = read_lines(out / "turns.jsonl")
+    assert turn["reply"] == "Older than the toaster."
+    assert turn["latency_ms"]["hold"] < 400  # at most the end silence, never the pause tolerance
+    assert turn["latency_ms"]["end_of_speech_to_first_audio"] < 400 + 460 + 150
+
+
+def test_a_phrase_cut_off_by_a_600ms_pause_is_one_turn(tmp_path):
+    path = tmp_path / "crab.wav"
+    clip = with_pause("Tell me about the crab that lives next to the", "big rock in the harbour.", 600)
+    write_wav(path, np.concatenate([silence(0.4), clip, silence(0.3)]))
+    with FakeOllama(models=[MODEL]) as server:
+        server.script(WARM, *[Reply.text("His name is Gus and he pinches.")] * 3)
+        settings = settings_for(tmp_path, server.url, RUN_MODE="dory")
+        out = tmp_path / "out"
+        assert run_sim(settings, [path], out) == 0
+        last_chat = [r for r in server.requests if r.get("messages")][-1]
+    (turn,) = read_lines(out / "turns.jsonl")
+    assert {"crab", "rock", "harbour"} <= words(turn["transcript"]) or {"crab", "rock", "harbor"} <= words(
+        turn["transcript"]
+    )
+    users = [m["content"] for m in last_chat["messages"] if m["role"] == "user"]
+    assert len(users) == 1 and "rock" in users[0].lower()
+
+
+def test_an_answer_prepared_for_half_a_command_is_dropped_and_nothing_acts(tmp_path):
+    """ "Turn on the ... kitchen lights": the first half is heard as cut off mid-way, so nothing is
+    sent to Home Assistant until the whole command is in; HA gets it once, whole, and the
+    conversation history holds it once."""
+    from tests.helpers.home_assistant import FakeHomeAssistant
+
+    path = tmp_path / "lights.wav"
+    write_wav(
+        path, np.concatenate([silence(0.4), with_pause("Turn on the", "kitchen lights, please.", 600), silence(0.3)])
+    )
+    with FakeOllama(models=[MODEL]) as server, FakeHomeAssistant() as ha:
+        server.script(WARM)
+        settings = settings_for(tmp_path, server.url, RUN_MODE="dory", HA_HOST=ha.url, HA_TOKEN="good-token")
+        out = tmp_path / "out"
+        assert run_sim(settings, [path], out) == 0
+        chats = [r for r in server.requests if r.get("messages", [{}])[-1].get("role") == "user"]
+        commands = [body["text"] for _, body in ha.requests]
+    (turn,) = read_lines(out / "turns.jsonl")
+    assert len(commands) == 1 and {"kitchen", "lights"} <= words(commands[0])
+    assert chats == []  # Home Assistant handled it: no model was asked
+    assert turn["decided_by"] == "home assistant" and turn["reply"] == "Turned on the lights"
+    assert turn["tool_calls"][0]["name"] == "smart_home_command"
+    assert turn["tool_calls"][0]["arguments"] == {"prompt": commands[0]}
+    events = read_lines(out / "events.jsonl")
+    assert [e["state"] for e in events].count("speaking") == 1  # nothing was said for the first half

@@ -115,8 +115,8 @@ def test_home_assistant_unreachable_is_said_plainly_and_the_turn_goes_on(persona
         brain = OllamaBrain(server.url, "qwen2.5:1.5b", timeout_s=5)
         registry = ToolRegistry(personas, list, client)
         words, outcomes, _ = _run(_turn(brain, registry, personas, "turn on the kitchen lights"))
-        assert outcomes[0].error and url in outcomes[0].result
-        assert server.requests[1]["messages"][-1]["content"].startswith("Home Assistant error:")
+        assert outcomes[0].error and url not in outcomes[0].result  # an address is for the log, not his mouth
+        assert server.requests[1]["messages"][-1]["content"].startswith("Home Assistant is not answering")
         assert words == "Home Assistant isn't answering, sorry."
 
 
@@ -133,34 +133,3 @@ def test_malformed_tool_calls_from_the_server_become_errors_for_the_model(person
         assert "no tool called 'launch_rockets'" in outcomes[0].result
         assert personas.path.read_text() == text
         assert words == "Oops, never mind."
-
-
-def test_tool_evaluation_scores_a_scripted_brain(personas, tmp_path):
-    from core.dev.tooleval import load_cases, registry_for_eval, run_tool_eval
-
-    assert len(load_cases()) >= 24  # the shipped cases parse
-    cases = tmp_path / "cases.jsonl"
-    cases.write_text(
-        '{"say": "set your humor to ninety percent", "tool": "update_personality", "args": {"humor": 90}}\n'
-        '{"say": "be more sarcastic", "tool": "update_personality", "args": {"sarcasm": {"more": true}}}\n'
-        '{"say": "turn on the kitchen lights", "tool": "smart_home_command", '
-        '"args": {"prompt": {"contains": ["kitchen", "light"]}}}\n'
-        '{"say": "what is the capital of France?", "tool": null}\n'
-    )
-    sarcasm = personas.current().traits["sarcasm"]
-    text = personas.path.read_text()
-    with FakeOllama() as server:
-        server.script(
-            Reply.tool_calls(("update_personality", {"humor": "ninety"})),
-            Reply.tool_calls(("update_personality", {"sarcasm": sarcasm - 10})),
-            Reply.text('<tool_call>{"name": "smart_home_command", "arguments": {"prompt": "Kitchen lights on"}}'),
-            Reply.text("Paris, of course."),
-        )
-        brain = OllamaBrain(server.url, "qwen2.5:1.5b", timeout_s=5)
-        registry = registry_for_eval(personas, list)
-        report = _run(run_tool_eval(brain, "You are Billy.", registry, cases))
-    assert [r.passed for r in report.results] == [True, False, True, True]
-    assert report.accuracy == 0.75 and report.tool_accuracy == 1.0
-    printed = report.format()
-    assert "Accuracy: 3/4 = 75%" in printed and "FAIL" in printed and "wrong or missing: sarcasm" in printed
-    assert personas.path.read_text() == text  # evaluated, never run

@@ -143,7 +143,7 @@ def test_end_conversation_sets_the_flag(registry):
     assert _call(registry, "play_song", {"song": "river"}).end_conversation is None
 
 
-def test_smart_home_command_reaches_home_assistant_and_reports_errors(personas):
+def test_smart_home_command_reaches_home_assistant_and_reports_errors(personas, caplog):
     with FakeHomeAssistant(token="good-token") as ha:
         client = HomeAssistantClient(HomeAssistantSettings(host=ha.url, token="good-token"))
         registry = ToolRegistry(personas, list, client)
@@ -152,7 +152,13 @@ def test_smart_home_command_reaches_home_assistant_and_reports_errors(personas):
         assert ha.requests[-1][1]["text"] == "turn on the kitchen lights"
         bad = ToolRegistry(personas, list, HomeAssistantClient(HomeAssistantSettings(host=ha.url, token="nope")))
         outcome = _call(bad, "smart_home_command", {"prompt": "turn on the kitchen lights"})
-        assert outcome.error and "rejected the token" in outcome.result
+        assert outcome.error and "not answering" in outcome.result and ha.url not in outcome.result
+        assert any("rejected the token" in r.getMessage() for r in caplog.records)  # the reason is in the log
+        refused = _call(registry, "smart_home_command", {"prompt": "feed the unicorn"})
+        assert (
+            refused.error
+            and refused.result == "Home Assistant says: Sorry, I am not aware of any device called unicorn"
+        )
 
 
 def test_resolve_has_no_side_effects(registry, personas):

@@ -15,6 +15,8 @@ from collections.abc import Callable
 
 from gpiozero import Button
 
+from core.body.pins import pin_error
+
 log = logging.getLogger(__name__)
 
 
@@ -26,7 +28,10 @@ class FishButton:
         self._loop = loop
         self._on_press = on_press
         self._factory = pin_factory
-        self._button = Button(pin, pull_up=True, bounce_time=None, pin_factory=pin_factory)
+        try:
+            self._button = Button(pin, pull_up=True, bounce_time=None, pin_factory=pin_factory)
+        except Exception as exc:
+            raise pin_error("button", pin, exc) from exc
         self._button.when_pressed = self._pressed
 
     def _pressed(self) -> None:

@@ -164,6 +164,20 @@ class Body:
                 self._singing = False
             self.stop()
 
+    def play_moves(self, moves: list[tuple[float, str, float]]) -> float:
+        """Schedule `(seconds from now, motor, value)` moves (the page's motor test); returns the last one's time.
+
+        They run on the motion thread like every other cue; `stop()` cancels what is left.
+        """
+        with self._cv:
+            if self._closed:
+                return 0.0
+            now = self._clock()
+            for t, motor, value in moves:
+                self._push(now + t, motor, value)
+            self._cv.notify()
+        return max((t for t, _, _ in moves), default=0.0)
+
     def stop(self) -> None:
         """All motors off now and everything scheduled forgotten; idempotent, any thread."""
         with self._cv:

@@ -33,8 +33,9 @@ from collections.abc import Callable
 
 from gpiozero import Motor, PWMOutputDevice
 
+from core.body.pins import find_pin_error
 from core.config import MotionSettings
-from core.errors import BadSetting, DeviceError
+from core.errors import BadSetting
 
 log = logging.getLogger(__name__)
 
@@ -170,10 +171,8 @@ class Motors:
         except Exception as exc:
             for channel in self._channels.values():
                 channel.close()
-            raise DeviceError(
-                f"Cannot open the motor pins ({type(exc).__name__}: {exc}); on a Pi check that no other "
-                "program holds them and that lgpio is installed, elsewhere run in simulation."
-            ) from exc
+            motor_pins = {name: gpio for name, gpio in p.items() if name != "button"}
+            raise find_pin_error(motor_pins, pin_factory, exc) from exc
         self._driven_since = dict.fromkeys(self._channels)
         log.info(
             "motors ready: %s Billy, %s layout, pins %s",

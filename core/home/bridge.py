@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import logging
 import ssl
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -29,8 +30,10 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from core.config import MqttSettings
 from core.home.discovery import Topics, discovery_messages, package_version
-from core.home.messages import PayloadError, parse_command, parse_say, parse_song
+from core.home.messages import PayloadError, parse_command, parse_persona, parse_say, parse_song, parse_trait
 from core.interfaces import TurnRecord
+from core.persona.requests import PersonaRequest, TraitRequest
+from core.persona.traits import TRAITS
 from core.state import State, StateChange
 from core.talk.requests import Request, describe
 
@@ -43,6 +46,15 @@ RECONNECT_MAX_SECONDS = 60
 KEEPALIVE_SECONDS = 30
 STOP_FLUSH_SECONDS = 2.0
 """How long `stop()` waits for the `offline` message to leave before disconnecting."""
+
+
+def _describe(item: Any) -> str:
+    """A request in a log line: persona and trait requests name themselves."""
+    if isinstance(item, PersonaRequest):
+        return f"persona {item.name!r}"
+    if isinstance(item, TraitRequest):
+        return f"trait {item.trait}={item.value}"
+    return describe(item)
 
 
 def _turn_payload(record: TurnRecord) -> str:
@@ -65,17 +77,24 @@ class MqttBridge:
         deliver: Callable[[Request], None],
         *,
         sw_version: str | None = None,
+        personas: Sequence[str] = (),
+        songs: Sequence[str] = (),
+        page_url: str = "",
     ):
         self.settings = settings
         self.topics = Topics.under(settings.topic_prefix)
         self._loop = loop
         self._deliver = deliver
-        self._discovery = discovery_messages(settings, self.topics, sw_version or package_version())
+        self._discovery_args = {"sw_version": sw_version or package_version(), "songs": songs, "page_url": page_url}
+        self._discovery = self._discovery_for(personas)
         self._handlers = {
             self.topics.say: parse_say,
             self.topics.command: parse_command,
             self.topics.song: parse_song,
+            self.topics.persona_set: parse_persona,
+            **{self.topics.trait_set(t): functools.partial(parse_trait, t) for t in TRAITS},
         }
+        self._persona: tuple[str, dict[str, int]] | None = None
         self._ha_status_topic = f"{settings.discovery_prefix}/status"
         self._lock = threading.Lock()
         self._state: State | None = None
@@ -191,6 +210,37 @@ class MqttBridge:
                 self._client.publish(self.topics.state, self._state.value, retain=True)
             if self._latency is not None:
                 self._client.publish(self.topics.latency, self._latency, retain=True)
+            self._publish_persona_locked()
+
+    def _discovery_for(self, personas: Sequence[str]) -> dict[str, dict[str, Any]]:
+        args = self._discovery_args
+        return discovery_messages(
+            self.settings, self.topics, args["sw_version"], personas=personas, songs=args["songs"],
+            page_url=args["page_url"],
+        )  # fmt: skip
+
+    def publish_persona(self, name: str, traits: Mapping[str, int], personas: Sequence[str]) -> None:
+        """The persona in use and its traits (retained), for the select and the numbers; any thread.
+
+        A changed list of personas (one created, renamed or deleted) re-announces the select.
+        """
+        with self._lock:
+            self._persona = (name, dict(traits))
+            discovery = self._discovery_for(personas)
+            changed = {topic: config for topic, config in discovery.items() if self._discovery.get(topic) != config}
+            self._discovery = discovery
+            if self._connected:
+                for topic, config in changed.items():
+                    self._client.publish(topic, json.dumps(config), retain=True)
+            self._publish_persona_locked()
+
+    def _publish_persona_locked(self) -> None:
+        if self._persona is None or not self._connected:
+            return
+        name, traits = self._persona
+        self._client.publish(self.topics.persona, name, retain=True)
+        for trait, value in traits.items():
+            self._client.publish(self.topics.trait_state(trait), str(value), retain=True)
 
     def _on_connect(
         self, client: paho.Client, userdata: Any, flags: ConnectFlags, reason_code: ReasonCode, properties: Properties
@@ -270,8 +320,8 @@ class MqttBridge:
         except PayloadError as err:
             log.warning("MQTT %s rejected: %s", topic, err)
             return
-        log.info("MQTT %s: %s", topic, describe(item))
+        log.info("MQTT %s: %s", topic, _describe(item))
         try:
             self._loop.call_soon_threadsafe(self._deliver, item)
         except RuntimeError:
-            log.warning("MQTT %s: %s dropped, the voice loop is closed", topic, describe(item))
+            log.warning("MQTT %s: %s dropped, the voice loop is closed", topic, _describe(item))

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from core.config import ROOT, MqttSettings
+from core.persona.traits import TRAITS
 from core.state import State
 from core.talk.requests import COMMANDS
 
@@ -23,10 +25,24 @@ class Topics:
     song: str
     turn: str
     latency: str
+    persona: str
+    """The persona in use (out, retained); set it on `<persona>/set`."""
+    trait: str
+    """`<trait>/<name>`: a trait's value (out, retained); set it on `<trait>/<name>/set`."""
 
     @classmethod
     def under(cls, prefix: str) -> Topics:
         return cls(*(f"{prefix}/{f.name}" for f in dataclasses.fields(cls)))
+
+    @property
+    def persona_set(self) -> str:
+        return f"{self.persona}/set"
+
+    def trait_state(self, trait: str) -> str:
+        return f"{self.trait}/{trait}"
+
+    def trait_set(self, trait: str) -> str:
+        return f"{self.trait}/{trait}/set"
 
 
 def package_version() -> str:
@@ -37,8 +53,20 @@ def package_version() -> str:
         return "unknown"
 
 
-def discovery_messages(settings: MqttSettings, topics: Topics, sw_version: str) -> dict[str, dict[str, Any]]:
-    """Home Assistant discovery configs by topic: one device, its sensors, text and buttons."""
+def discovery_messages(
+    settings: MqttSettings,
+    topics: Topics,
+    sw_version: str,
+    *,
+    personas: Sequence[str] = (),
+    songs: Sequence[str] = (),
+    page_url: str = "",
+) -> dict[str, dict[str, Any]]:
+    """Home Assistant discovery configs by topic: one device, its sensors, text and buttons.
+
+    With `personas`, a persona select and a number per trait; with `songs` (titles), a select
+    that plays one; with `page_url`, the device's "Visit" link to Billy's page.
+    """
     dev_id = settings.device_id
     device = {
         "identifiers": [dev_id],
@@ -47,6 +75,8 @@ def discovery_messages(settings: MqttSettings, topics: Topics, sw_version: str) 
         "manufacturer": "Billy open-source firmware",
         "sw_version": sw_version,
     }
+    if page_url:
+        device["configuration_url"] = page_url
     common = {
         "availability_topic": topics.availability,
         "payload_available": "online",
@@ -104,6 +134,7 @@ def discovery_messages(settings: MqttSettings, topics: Topics, sw_version: str) 
                 },
             )
         )
+    entities += _persona_entities(topics, personas) + _song_entities(topics, songs)
     return {
         f"{settings.discovery_prefix}/{component}/{dev_id}/{object_id}/config": {
             **config,
@@ -112,3 +143,53 @@ def discovery_messages(settings: MqttSettings, topics: Topics, sw_version: str) 
         }
         for component, object_id, config in entities
     }
+
+
+def _persona_entities(topics: Topics, personas: Sequence[str]) -> list[tuple[str, str, dict[str, Any]]]:
+    """A select for the persona in use and a 0–100 number per trait (so an automation can make Billy grumpy)."""
+    if not personas:
+        return []
+    entities: list[tuple[str, str, dict[str, Any]]] = [
+        (
+            "select",
+            "persona",
+            {
+                "name": "Persona",
+                "command_topic": topics.persona_set,
+                "state_topic": topics.persona,
+                "options": list(personas),
+                "icon": "mdi:account-voice",
+            },
+        )
+    ]
+    for trait in TRAITS:
+        entities.append(
+            (
+                "number",
+                f"trait_{trait}",
+                {
+                    "name": trait.capitalize(),
+                    "command_topic": topics.trait_set(trait),
+                    "state_topic": topics.trait_state(trait),
+                    "min": 0,
+                    "max": 100,
+                    "step": 1,
+                    "mode": "slider",
+                    "icon": "mdi:tune-variant",
+                },
+            )
+        )
+    return entities
+
+
+def _song_entities(topics: Topics, songs: Sequence[str]) -> list[tuple[str, str, dict[str, Any]]]:
+    """A select that plays the song picked (it has no state: Home Assistant shows the last pick)."""
+    if not songs:
+        return []
+    return [
+        (
+            "select",
+            "song",
+            {"name": "Play song", "command_topic": topics.song, "options": list(songs), "icon": "mdi:music"},
+        )
+    ]

@@ -9,6 +9,7 @@ the conversation goes on. The token is never logged.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -27,6 +28,30 @@ _ERROR_CODES = {
     "failed_to_handle": "Home Assistant understood but failed to carry it out",
     "unknown": "Home Assistant could not do that",
 }
+
+
+@dataclass(frozen=True)
+class HomeAnswer:
+    """What Home Assistant's conversation agent answered."""
+
+    speech: str
+    """The sentence HA says (empty if it said none)."""
+    kind: str
+    """HA's `response_type`: `action_done`, `query_answer` or `error`."""
+    code: str = ""
+    """For an error, HA's `data.code`: `no_intent_match`, `no_valid_targets`, `failed_to_handle`, ..."""
+
+    acted: bool = False
+    """HA carried out something on a device (its answer names targets that succeeded or failed)."""
+
+    @property
+    def answered(self) -> bool:
+        """HA did something in the home or answered a question, rather than refusing or only chatting.
+
+        HA's agent also refuses sentences that merely look like commands ("not aware of any device
+        called capital of France") and greets back; those are not answers to act on.
+        """
+        return self.kind == "query_answer" or (self.kind == "action_done" and self.acted)
 
 
 class HomeAssistantClient:
@@ -54,6 +79,18 @@ class HomeAssistantClient:
 
     async def process(self, text: str) -> str:
         """HA's spoken answer to `text`; raises BackendError with a sentence to say when it fails."""
+        answer = await self.ask(text)
+        if answer.kind == "error":
+            reason = _ERROR_CODES.get(answer.code, _ERROR_CODES["unknown"])
+            raise BackendError(f"{reason}: {answer.speech}" if answer.speech else f"{reason}.")
+        return answer.speech
+
+    async def ask(self, text: str) -> HomeAnswer:
+        """HA's answer to `text`, whatever it was (done, an answer, or "no intent matched").
+
+        Raises BackendError only when Home Assistant cannot be asked: unreachable, too slow,
+        the token refused, or an answer that is not HA's.
+        """
         host = self.settings.host.rstrip("/")
         if not self.enabled:
             raise BackendError("Home Assistant is not set up: set HA_HOST and HA_TOKEN in .env.")
@@ -76,7 +113,7 @@ class HomeAssistantClient:
             ) from exc
         return self._answer(response, host)
 
-    def _answer(self, response: httpx.Response, host: str) -> str:
+    def _answer(self, response: httpx.Response, host: str) -> HomeAnswer:
         if response.status_code == 401:
             raise BackendError(
                 "Home Assistant rejected the token: create a long-lived access token and put it in HA_TOKEN."
@@ -96,16 +133,17 @@ class HomeAssistantClient:
         if isinstance(data.get("conversation_id"), str):
             self.conversation_id = data["conversation_id"]
         speech = _speech(answer)
-        if answer.get("response_type") == "error":
-            code = (answer.get("data") or {}).get("code", "unknown")
-            reason = _ERROR_CODES.get(code, _ERROR_CODES["unknown"])
-            log.info("Home Assistant refused a command (%s): %s", code, speech)
-            raise BackendError(f"{reason}: {speech}" if speech else f"{reason}.")
-        failed = (answer.get("data") or {}).get("failed") or []
+        kind = str(answer.get("response_type") or "action_done")
+        if kind == "error":
+            code = str((answer.get("data") or {}).get("code", "unknown"))
+            log.info("Home Assistant did not do it (%s): %s", code, speech)
+            return HomeAnswer(speech, kind, code)
+        data = answer.get("data") or {}
+        failed = data.get("failed") or []
         if failed and not speech:
             names = ", ".join(str(t.get("name", t.get("id", "?"))) for t in failed if isinstance(t, dict))
-            return f"Home Assistant could not reach: {names}."
-        return speech or "Done."
+            speech = f"Home Assistant could not reach: {names}."
+        return HomeAnswer(speech or "Done.", kind, acted=bool(data.get("success") or failed))
 
 
 def _speech(answer: dict[str, Any]) -> str:

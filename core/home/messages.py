@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
-from core.errors import BillyError
+from core.errors import BillyError, PersonaError
+from core.persona.requests import PersonaRequest, TraitRequest
 from core.talk.requests import COMMANDS, CommandRequest, SayRequest, SongRequest, preview
 
 MAX_SAY_BYTES = 4096
@@ -104,3 +106,28 @@ def parse_song(payload: bytes) -> SongRequest:
     text = _decode(payload, MAX_SHORT_BYTES)
     obj = _json_object(text)
     return SongRequest(text if obj is None else _field(obj, "song"))
+
+
+def parse_persona(payload: bytes) -> PersonaRequest:
+    """A persona's name, or `{"persona": name}`; names that could leave the persona folder are refused."""
+    from core.persona.library import check_name
+
+    text = _decode(payload, MAX_SHORT_BYTES)
+    obj = _json_object(text)
+    name = text if obj is None else _field(obj, "persona")
+    try:
+        return PersonaRequest(check_name(name))
+    except PersonaError as err:
+        raise PayloadError(str(err).rstrip(".")) from None
+
+
+def parse_trait(trait: str, payload: bytes) -> TraitRequest:
+    """A number 0–100 for `trait` (Home Assistant's number entity sends `42` or `42.0`)."""
+    text = _decode(payload, MAX_SHORT_BYTES)
+    try:
+        value = float(text)
+    except ValueError:
+        raise PayloadError(f"{trait}: {preview(text)} is not a number from 0 to 100") from None
+    if not math.isfinite(value) or not 0 <= value <= 100:
+        raise PayloadError(f"{trait}: {preview(text)} is not a number from 0 to 100")
+    return TraitRequest(trait, round(value))

@@ -38,6 +38,9 @@ class Persona:
     description: str = ""
     wakeup: list[str] = field(default_factory=list)
     """`[WAKEUP]` phrases, in key order."""
+    responses: dict[str, list[str]] = field(default_factory=dict)
+    """`[RESPONSES]`: lines that replace Billy's stock ones (intents/<language>/responses.yaml),
+    variants separated by `|`, e.g. `goodbye = Fair winds, matey! | Arr, be off with ye!`."""
     source: Path | None = None
 
     def level(self, trait: str) -> str:
@@ -113,6 +116,11 @@ def parse_persona(text: str, name: str, source: Path | None = None) -> Persona:
         mouth_articulation=mouth,
         description=meta.get("description", "").strip(),
         wakeup=wakeup,
+        responses={
+            key: variants
+            for key, raw in section("RESPONSES").items()
+            if (variants := [v.strip() for v in raw.split("|") if v.strip()])
+        },
         source=source,
     )
 

@@ -57,6 +57,8 @@ class PersonaStore:
         self._signature = self._stat()
         self._bad_signature: tuple[int, int] | None = None
         self._missing_logged = False
+        self.unsaved = False
+        """True while the persona in use has changes its file lacks (the last save failed)."""
         self._observers: list[Callable[[Persona], None]] = []
 
     def subscribe(self, observer: Callable[[Persona], None]) -> None:
@@ -109,6 +111,7 @@ class PersonaStore:
                 return persona
             log.info("Persona file %s changed; reloaded", self.path)
             self._persona = persona
+            self.unsaved = False
         self._changed(persona)
         return persona
 
@@ -150,9 +153,37 @@ class PersonaStore:
             write_atomic(self.path, ini.text())
         except (OSError, UnicodeDecodeError) as exc:
             log.warning("Cannot write persona file %s (%s); the change lasts until Billy restarts", self.path, exc)
+            self.unsaved = True
             return
+        self.unsaved = False
         self._signature = self._stat()
         self._bad_signature = None
 
     def list_personas(self) -> list[str]:
         return list_personas(self._directory)
+
+    @property
+    def name(self) -> str:
+        """The id of the persona in use (its folder or file name)."""
+        with self._lock:
+            return self._persona.name
+
+    def use(self, name: str) -> Persona:
+        """Switch to persona `name` of the persona folder; observers hear of it.
+
+        Raises PersonaError for a name that is not a persona there (or not a name at all,
+        like `../x`) or a file that cannot be read, and then nothing changes.
+        """
+        from core.persona.library import check_name
+
+        path = persona_path(self._directory, check_name(name))
+        persona = load_persona(path)
+        with self._lock:
+            self.path = path
+            self._persona = persona
+            self._signature = self._stat()
+            self._bad_signature = None
+            self._missing_logged = False
+        log.info("Persona is now %s (%s)", persona.name, path)
+        self._changed(persona)
+        return persona

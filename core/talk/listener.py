@@ -39,10 +39,10 @@ MIC_STALL_SECONDS = 0.5
 
 @dataclass
 class Heard:
-    """An utterance and, when the end silence was used to start STT early, its transcript task."""
+    """An utterance, heard up to its speaker's first pause, and its transcript under way."""
 
     utterance: Utterance
-    speculative: asyncio.Future[Transcript] | None = None
+    transcript: asyncio.Future[Transcript]
 
 
 class Listener:
@@ -72,6 +72,11 @@ class Listener:
         self.is_busy = is_busy
         self.on_resumed: Callable[[], None] = lambda: None
         """Called on the loop when speech resumes while a turn is held."""
+        self.on_ended: Callable[[], None] = lambda: None
+        """Called on the loop once the held utterance has surely ended (or its turn committed)."""
+        self.ended = False
+        """The held utterance's end silence has passed (its speaker paused for good, or the turn committed)."""
+        self._end_silence_s = endpoint.end_silence_ms / 1000
         self._tail_s = audio.half_duplex_tail_ms / 1000
         self._endpointer = endpointer or Endpointer(endpoint, mic.sample_rate)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -90,6 +95,8 @@ class Listener:
         """Play-clock time before which the held turn may neither speak nor act."""
         self._mic_until = 0.0
         """Play-clock time up to which the endpointer has heard the mic."""
+        self._finished_at = 0.0
+        """Play-clock time after which a held whole request may commit (its end silence heard)."""
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -118,10 +125,13 @@ class Listener:
     # --- utterances ---------------------------------------------------------------------
 
     async def next_utterance(self, timeout: float, keep: bool = False) -> Heard | None:
-        """The next complete utterance, or None after `timeout` seconds without speech.
+        """The next utterance as soon as its speaker pauses, or None after `timeout` seconds without speech.
 
-        `keep`: continue the utterance already under way (its events are queued) instead of
-        starting afresh.
+        It comes at the first pause (about 200 ms of silence), with its transcript already
+        under way, so the answer is prepared while Billy still listens; the utterance is then
+        *held*: `commit` decides when the speaker can no longer be mid-sentence, and speech
+        that resumes first calls `on_resumed`. `keep`: continue the utterance already under
+        way (its events are queued) instead of starting afresh.
         """
         self._commit_at = None  # whatever turn was held is over
         if not keep:
@@ -132,29 +142,16 @@ class Listener:
         self.listening = True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        speculative: tuple[float, asyncio.Future[Transcript]] | None = None
         while True:
             wait = None if self.in_speech else max(0.0, deadline - loop.time())
             try:
                 event = await asyncio.wait_for(self._events.get(), wait)
             except TimeoutError:
                 return None
-            if isinstance(event, SpeechPaused):
-                if speculative:
-                    speculative[1].cancel()
-                speculative = (event.utterance.speech_end_time, self.transcribe(event.utterance))
-            elif isinstance(event, SpeechResumed):
-                if speculative:
-                    speculative[1].cancel()
-                speculative = None
-            elif isinstance(event, SpeechEnded):
-                utterance = event.utterance
-                if speculative and abs(speculative[0] - utterance.speech_end_time) < 1e-6:
-                    return Heard(utterance, speculative[1])
-                if speculative:
-                    speculative[1].cancel()
-                return Heard(utterance)
-            elif isinstance(event, SpeechStarted):
+            if isinstance(event, SpeechPaused | SpeechEnded):
+                self._hold(event.utterance, ended=isinstance(event, SpeechEnded))
+                return Heard(event.utterance, self.transcribe(event.utterance))
+            if isinstance(event, SpeechStarted):
                 deadline = loop.time() + timeout
 
     def transcribe(self, utterance: Utterance) -> asyncio.Future[Transcript]:
@@ -164,25 +161,38 @@ class Listener:
 
     # --- holding a turn until the user is surely done -----------------------------------
 
-    def hold(self, utterance: Utterance) -> None:
-        """Keep listening after `utterance` ended until the user can no longer be mid-sentence."""
+    def _hold(self, utterance: Utterance, ended: bool) -> None:
+        """Keep listening after `utterance` paused or ended until its turn commits or speech resumes."""
         self.listening = True
-        self._commit_at = utterance.ended_time + self._endpointer.commit_delay
+        self.ended = ended
+        end = utterance.speech_end_time
+        self._finished_at = end + self._end_silence_s
+        self._commit_at = end + self._end_silence_s + self._endpointer.commit_delay
 
-    async def commit(self) -> None:
-        """Wait until the user can no longer be mid-sentence, then stop listening for more.
+    async def commit(self, finished: bool = False) -> None:
+        """Wait until the speaker can no longer be mid-sentence, then stop listening for more.
 
-        Until then a `SpeechResumed` calls `on_resumed`. The wait is on mic frames actually
-        heard (a busy loop cannot skip them), bounded in case the mic stalls.
+        `finished`: the words form a whole request (not a phrase cut off mid-way), so the end
+        silence is enough; otherwise the whole pause tolerance is waited out. Until then a
+        `SpeechResumed` calls `on_resumed`. The wait is on mic frames actually heard (a busy
+        loop cannot skip them), bounded in case the mic stalls.
         """
         commit_at = self._commit_at
         if commit_at is None:
             return
+        if finished:
+            commit_at = min(commit_at, self._finished_at)
         give_up = time.monotonic() + max(0.0, commit_at - time.monotonic()) + MIC_STALL_SECONDS
         while self._mic_until < commit_at and time.monotonic() < give_up:
             await asyncio.sleep(0.01)
         self._commit_at = None
         self.listening = False
+        self._end()
+
+    def _end(self) -> None:
+        if not self.ended:
+            self.ended = True
+            self.on_ended()
 
     # --- frames -------------------------------------------------------------------------
 
@@ -249,8 +259,10 @@ class Listener:
             self.in_speech = True
         elif isinstance(event, SpeechEnded):
             self.in_speech = False
-        if self._commit_at is not None:  # a turn is held: only resumed speech matters
-            if isinstance(event, SpeechResumed):
+        if self._commit_at is not None:  # a turn is held: only its end and resumed speech matter
+            if isinstance(event, SpeechEnded):
+                self._end()
+            elif isinstance(event, SpeechResumed):
                 log.info("the user kept talking: dropping the answer in progress")
                 self._commit_at = None
                 self._events.put_nowait(event)

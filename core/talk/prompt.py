@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from core.interfaces import ToolSchema
 from core.persona.ini import Persona
 from core.persona.traits import TRAITS, level
 
@@ -155,3 +156,49 @@ def build_system_prompt(persona: Persona, song_titles: list[str], tools: Iterabl
         parts.append(f"Installed songs: {', '.join(titles) if titles else 'none'}.")
     parts.append("Stay in character at all times.")
     return "\n\n".join(parts)
+
+
+CARD_TRAITS: Mapping[str, Mapping[str, str]] = {
+    "humor": {"min": "You never joke.", "low": "You rarely joke.", "high": "You love jokes and fish puns.",
+              "max": "You make a joke or a fish pun in every answer."},
+    "sarcasm": {"min": "You are never sarcastic.", "high": "You are sarcastic and teasing.",
+                "max": "You are very sarcastic."},
+    "honesty": {"min": "You tell tall tales for fun.", "max": "You are strictly truthful."},
+    "respectfulness": {"min": "You are cheeky with everyone.", "max": "You are always polite."},
+    "optimism": {"min": "You are gloomy.", "low": "You are a bit grumpy.", "high": "You are cheerful.",
+                 "max": "You are always upbeat."},
+    "confidence": {"min": "You are unsure of yourself.", "max": "You think you are the greatest fish alive."},
+    "warmth": {"min": "You are cold and distant.", "high": "You are warm and kind.",
+               "max": "You are very warm and caring."},
+    "curiosity": {"high": "You like to ask a short question back.", "max": "You often ask a short question back."},
+    "verbosity": {"min": "You answer in a few words.", "max": "You like to tell little stories."},
+    "formality": {"min": "You talk very casually.", "low": "You talk casually.", "high": "You talk properly.",
+                  "max": "You talk very formally."},
+}  # fmt: skip
+"""Short trait lines for the persona card; a level without a line does not stand out."""
+CARD_LENGTH = "Answer the question in one or two short sentences."
+CARD_FACTS = 3
+CARD_TRAIT_LINES = 3
+
+
+def persona_card(persona: Persona) -> str:
+    """The short system prompt a small model can follow without leaking it: who Billy is, a few
+    facts, the traits that stand out most, and how long to answer. No tools, no rules about rules.
+    """
+    lines = [f"You are {persona.display_name}, a talking and singing fish on a wall plaque."]
+    facts = [f"{key.replace('_', ' ')}: {value}" for key, value in list(persona.backstory.items())[:CARD_FACTS]]
+    if facts:
+        lines.append("About you: " + "; ".join(facts) + ".")
+    standing_out = sorted(TRAITS, key=lambda t: -abs(persona.traits[t] - 50))
+    traits = [CARD_TRAITS[t].get(level(persona.traits[t])) for t in standing_out]
+    lines += [line for line in traits if line][:CARD_TRAIT_LINES]
+    lines.append(CARD_LENGTH)
+    return " ".join(lines)
+
+
+def instruction_texts(tools: Iterable[ToolSchema] = ()) -> list[str]:
+    """Every rule Billy is given, which no reply may recite (the facts about him are his to tell)."""
+    rules = [rule for levels in TRAIT_RULES.values() for rule in levels.values()]
+    rules += [line for levels in CARD_TRAITS.values() for line in levels.values()]
+    rules += [SPOKEN_STYLE, TOOL_INTRO, *TOOL_RULES.values(), TOOL_ERRORS, CARD_LENGTH]
+    return rules + [str(tool.get("function", {}).get("description", "")) for tool in tools]

@@ -31,10 +31,13 @@ from core.interfaces import (
 )
 from core.listen.endpoint import Endpointer
 from core.state import State, StateOwner
+from core.talk.guard import ReplyGuard
 from core.talk.history import History
 from core.talk.listener import Heard, Listener
 from core.talk.speech import Speech, ms
+from core.talk.think import Thinker
 from core.talk.turn import CancelReason, Outcome, Responder, SessionHooks
+from core.talk.understand import Understanding
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +66,13 @@ class Session:
         wake_word: WakeWord | None = None,
         hooks: SessionHooks | None = None,
         endpointer: Endpointer | None = None,
+        understanding: Understanding | None = None,
+        guard: ReplyGuard | None = None,
+        fallback: Callable[[], str] | None = None,
     ):
+        """`understanding`: what Billy recognises without a model (None: the brain answers everything);
+        `guard` judges the brain's sentences against the instruction texts it returns; `fallback`
+        is the line said when the brain's reply fails the guard twice."""
         self.settings = settings
         self.state = state
         self.speaker = speaker
@@ -86,9 +95,19 @@ class Session:
             endpointer=endpointer,
         )
         self.listener.on_resumed = lambda: self._cancel_turn(CancelReason.RESUMED)
+        self.listener.on_ended = self._thinking
         self.speech = Speech(speaker, synthesizer, state, body)
+        self.thinker = Thinker(
+            brain,
+            tools,
+            system_prompt,
+            self.history,
+            guard or ReplyGuard(lambda: [system_prompt()]),
+            fallback or (lambda: "Sorry, I lost my train of thought."),
+            songs,
+        )
         self.responder = Responder(
-            state, speaker, self.speech, brain, tools, system_prompt, self.history, self.hooks, sounds_dir, body, songs
+            state, speaker, self.speech, understanding, self.thinker, self.hooks, sounds_dir, body
         )
         self._conversation: asyncio.Task | None = None
         self._turn: asyncio.Task | None = None
@@ -126,9 +145,16 @@ class Session:
         )
 
     async def wait_until_free(self) -> None:
+        """Wait for the conversation under way to end, however it ends; being cancelled ends the wait."""
         while self.busy:
-            with contextlib.suppress(asyncio.CancelledError, BaseException):
+            try:
                 await asyncio.shield(self._conversation)  # type: ignore[arg-type]
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # the waiter itself is cancelled (shutdown), not just the conversation
+            except Exception:
+                log.debug("the conversation waited for ended with an error", exc_info=True)
 
     # --- triggers (all called on the loop) ---------------------------------------------
 
@@ -185,9 +211,7 @@ class Session:
         if task is None or task.done():
             return
         self._cancel_reason = reason
-        self.speaker.clear()
-        if self.body is not None:
-            self.body.stop()
+        self.speech.silence()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
@@ -244,6 +268,7 @@ class Session:
         outcome = Outcome.CONTINUE
         if prompt:
             self.history.clear()
+            self.state.set(State.THINKING, "prompt")
             record = TurnRecord(transcript=text)
             outcome = await self.responder.respond(
                 text, record, time.monotonic(), self.listener.commit, lambda: self._cancel_reason
@@ -259,12 +284,15 @@ class Session:
 
     # --- a turn -------------------------------------------------------------------------
 
+    def _thinking(self) -> None:
+        """The speaker is done: a turn under way shows Billy thinking until he speaks."""
+        if self._turn is not None and not self._turn.done() and self.state.state is State.LISTENING:
+            self.state.set(State.THINKING, "thinking")
+
     def _cancel_turn(self, reason: CancelReason) -> None:
         self._cancel_reason = reason
         if reason is not CancelReason.RESUMED:
-            self.speaker.clear()
-            if self.body is not None:
-                self.body.stop()
+            self.speech.silence()
         if self._turn is not None:
             self._turn.cancel()
 
@@ -298,12 +326,13 @@ class Session:
         utterance = heard.utterance
         record = TurnRecord(transcript="")
         record.latency_ms["endpoint"] = ms(utterance.ended_time - utterance.speech_end_time)
-        self.listener.hold(utterance)  # the user may not be done yet
-        self.state.set(State.THINKING, "transcribing")
+        if self.listener.ended:
+            self._thinking()
         stt_start = time.monotonic()
         try:
-            transcript = await (heard.speculative or self.listener.transcribe(utterance))
+            transcript = await heard.transcript
         except BillyError as exc:
+            await self.listener.commit(finished=True)  # let the speaker finish before the error cue
             log.error("speech to text failed: %s", exc)
             await self.responder.error_cue(record, exc)
             return Outcome.END
@@ -311,6 +340,7 @@ class Session:
         record.backends["stt"] = self.transcriber.last_used
         text = transcript.text.strip()
         if not text:
+            await self.listener.commit(finished=True)  # a cough before more words is no reason to stop
             log.info("heard no words (%s)", transcript.rejected_reason or "empty")
             self.state.set(State.LISTENING, "nothing heard")
             return Outcome.NO_SPEECH

@@ -34,8 +34,17 @@ class Speech:
         self.state = state
         self.body = body
         self.first_sound = FirstSound()
+        self._epoch = 0
+        """Goes up on every `silence()`: audio made before it is never played after it."""
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="tts")
         speaker.add_listener(self.first_sound.on_played)
+
+    def silence(self) -> None:
+        """Fall silent now (barge-in, stop): drop what is queued, and any chunk already on its way."""
+        self._epoch += 1
+        self.speaker.clear()
+        if self.body is not None:
+            self.body.stop()
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -51,6 +60,7 @@ class Speech:
         `before_first_audio` runs once, just before the first sample is queued (the commit).
         """
         loop = asyncio.get_running_loop()
+        epoch = self._epoch
         started = False
         while (sentence := await sentences.get()) is not None:
             chunks: asyncio.Queue[np.ndarray | BaseException | None] = asyncio.Queue()
@@ -72,11 +82,15 @@ class Speech:
                 while (chunk := await chunks.get()) is not None:
                     if isinstance(chunk, BaseException):
                         raise chunk
+                    if self._epoch != epoch:  # silenced while this chunk was on its way
+                        return
                     if "tts_first_audio" not in record.latency_ms:
                         record.latency_ms["tts_first_audio"] = ms(time.monotonic() - synth_start)
                         record.backends["tts"] = self.synthesizer.last_used
                     if not started:
+                        ready = time.monotonic()
                         await before_first_audio()
+                        record.latency_ms["hold"] = ms(time.monotonic() - ready)
                         started = True
                         self.first_sound.mark_queued()
                         self.state.set(State.SPEAKING, "speaking")

@@ -238,11 +238,12 @@ class ToolRegistry:
         except PersonaError as exc:
             raise ToolError(str(exc)) from exc
         changes = ", ".join(f"{t} {v} ({level(v)}, was {before[t]})" for t, v in applied.items())
-        kept = (
-            "Saved to the persona file."
-            if self.personas.allow_update_ini
-            else "Kept for this session only (ALLOW_UPDATE_PERSONALITY_INI is off)."
-        )
+        if not self.personas.allow_update_ini:
+            kept = "Kept for this session only (ALLOW_UPDATE_PERSONALITY_INI is off)."
+        elif self.personas.unsaved:
+            kept = "It could not be saved, so it lasts until Billy restarts; say so."
+        else:
+            kept = "Saved to the persona file."
         return ToolOutcome(
             f"Personality updated: {changes}. {kept} Tell the user in character, in one short sentence, "
             "and behave that way from now on.",
@@ -290,10 +291,13 @@ class ToolRegistry:
         if self.home_assistant is None:
             raise ToolError("Home Assistant is not set up: set HA_HOST and HA_TOKEN in .env.")
         try:
-            speech = await self.home_assistant.process(args["prompt"])
+            answer = await self.home_assistant.ask(args["prompt"])
         except BackendError as exc:
-            return ToolOutcome(f"Home Assistant error: {exc} Tell the user plainly, in one sentence.", error=True)
-        return ToolOutcome(f"Home Assistant says: {speech}")
+            log.warning("smart_home_command failed: %s", exc)
+            return ToolOutcome(
+                "Home Assistant is not answering right now. Say so plainly and briefly, without details.", error=True
+            )
+        return ToolOutcome(f"Home Assistant says: {answer.speech}", error=answer.kind == "error")
 
     # --- end_conversation ---------------------------------------------------------------
 

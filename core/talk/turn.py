@@ -1,9 +1,9 @@
-"""One turn: think and speak at once, run the tools the brain asks for, and record how long it took.
+"""One turn: understand, then answer while speaking, and record how long it took.
 
-The brain streams text; each finished sentence goes to the voice while the brain still writes.
-Tool calls (through the API or written into the text by a small model) run after the turn
-commits, their results go back to the brain for up to `MAX_TOOL_ROUNDS` more steps, and a
-song the tools chose plays after the answer.
+A turn first tries to understand the words without a model (Billy's sentence templates, then
+Home Assistant's agent); a command found there is carried out once the turn commits and
+acknowledged in Billy's own words at once. Everything else goes to the brain, whose
+sentences go to the voice while it still writes. A song chosen by either plays afterwards.
 """
 
 from __future__ import annotations
@@ -18,29 +18,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.brains.toolparse import TextToolCallFilter
 from core.errors import BillyError
 from core.interfaces import (
     Body,
-    Brain,
-    BrainDone,
-    SongBook,
     Speaker,
-    TextDelta,
-    ToolCall,
-    ToolRecord,
-    Tools,
     TurnRecord,
 )
 from core.state import State, StateOwner
-from core.talk.history import History
+from core.talk.intents import Recognized
 from core.talk.speech import Speech, ms
+from core.talk.think import Thinker
+from core.talk.understand import BRAIN, Understanding
 from core.voice.sentences import SentenceSplitter
 
 log = logging.getLogger(__name__)
-
-MAX_TOOL_ROUNDS = 3
-"""Model steps per turn that may call tools before it must answer in words."""
 
 
 class Outcome(enum.Enum):
@@ -73,52 +64,60 @@ class SessionHooks:
 
 
 class Responder:
-    """Answers one message at a time: brain → sentences → voice, tools in between."""
+    """Answers one message at a time: understanding or brain → sentences → voice."""
 
     def __init__(
         self,
         state: StateOwner,
         speaker: Speaker,
         speech: Speech,
-        brain: Brain,
-        tools: Tools,
-        system_prompt: Callable[[], str],
-        history: History,
+        understanding: Understanding | None,
+        thinker: Thinker,
         hooks: SessionHooks,
         sounds_dir: Path,
         body: Body | None = None,
-        songs: SongBook | None = None,
     ):
         self.state = state
         self.speaker = speaker
         self.speech = speech
-        self.brain = brain
-        self.tools = tools
-        self.system_prompt = system_prompt
-        self.history = history
+        self.understanding = understanding
+        self.thinker = thinker
         self.hooks = hooks
         self.sounds_dir = sounds_dir
         self.body = body
-        self.songs = songs
 
     async def respond(
         self,
         text: str,
         record: TurnRecord,
         t0: float,
-        commit: Callable[[], Awaitable[None]],
+        commit: Callable[..., Awaitable[None]],
         cancel_reason: Callable[[], CancelReason | None],
         speech_end: float | None = None,
     ) -> Outcome:
-        """Think and speak at once; `commit` runs before the first sound or action."""
-        self.state.set(State.THINKING, "thinking")
+        """Understand or think, and speak at once; `commit` runs before the first sound or action.
+
+        `commit(finished=...)` is told whether the words form a whole request, so that a whole
+        one need not wait out the pause tolerance.
+        """
         record.transcript = record.transcript or text
+        recognized = None
+        finished = False
+        if self.understanding is not None:
+            recognized = self.understanding.recognize(text)
+            record.latency_ms["understand"] = ms(time.monotonic() - t0)
+            finished = self.understanding.finished(text, recognized)
+            log.info("heard a %s request", "whole" if finished else "possibly unfinished")
+
+        async def commit_turn() -> None:
+            await commit(finished=finished)
+
         self.speech.first_sound.arm()
         sentences: asyncio.Queue[str | None] = asyncio.Queue()
-        speaking = asyncio.create_task(self.speech.speak(sentences, record, commit), name="speak")
+        speaking = asyncio.create_task(self.speech.speak(sentences, record, commit_turn), name="speak")
         try:
             try:
-                reply, song, end = await self._think(text, sentences, record, t0, commit)
+                reply, song, end = await self._answer(text, recognized, sentences.put_nowait, record, t0, commit_turn)
                 record.reply = reply
             finally:
                 sentences.put_nowait(None)
@@ -144,6 +143,33 @@ class Responder:
         if song is not None:
             await self.perform(song)
         return Outcome.END if end else Outcome.CONTINUE
+
+    async def _answer(
+        self,
+        text: str,
+        recognized: Recognized | None,
+        say: Callable[[str], None],
+        record: TurnRecord,
+        t0: float,
+        commit: Callable[[], Awaitable[None]],
+    ) -> tuple[str, Any, bool]:
+        """(reply, song, end): from understanding when it handles the words, else from the brain."""
+        handled = None
+        if self.understanding is not None:
+            handled = await self.understanding.handle(text, recognized, commit)
+        if handled is None:
+            record.decided_by = BRAIN
+            thought = await self.thinker.think(text, say, record, t0, commit)
+            return thought.reply, thought.song, thought.end
+        record.decided_by = handled.decided_by
+        if handled.tool is not None:
+            record.tool_calls.append(handled.tool)
+        self.thinker.remember(text, handled.speech)
+        record.latency_ms.setdefault("llm_first_sentence", ms(time.monotonic() - t0))
+        splitter = SentenceSplitter()
+        for sentence in [*splitter.feed(handled.speech), *splitter.flush()]:
+            say(sentence)
+        return handled.speech, handled.song, handled.end
 
     async def announce(self, text: str) -> None:
         """Speak `text` as it is (an announcement), sentence by sentence."""
@@ -171,7 +197,8 @@ class Responder:
 
     def publish(self, record: TurnRecord) -> None:
         log.info(
-            "turn: %s",
+            "turn (%s): %s",
+            record.decided_by or "announcement",
             ", ".join(f"{k} {v:.0f} ms" for k, v in record.latency_ms.items()) or "no timings",
         )
         for hook in self.hooks.on_turn:
@@ -180,81 +207,6 @@ class Responder:
             except Exception:
                 log.exception("turn observer failed")
 
-    async def _think(
-        self,
-        text: str,
-        sentences: asyncio.Queue[str | None],
-        record: TurnRecord,
-        t0: float,
-        commit: Callable[[], Awaitable[None]],
-    ) -> tuple[str, Any, bool]:
-        self.history.add({"role": "user", "content": text})
-        splitter = SentenceSplitter()
-        parser = TextToolCallFilter(self.tools.schemas())
-        spoken: list[str] = []
-        song = None
-        end = False
 
-        def emit(pieces: list[str]) -> None:
-            for sentence in pieces:
-                if "llm_first_sentence" not in record.latency_ms:
-                    record.latency_ms["llm_first_sentence"] = ms(time.monotonic() - t0)
-                sentences.put_nowait(sentence)
-
-        for _ in range(MAX_TOOL_ROUNDS + 1):
-            messages = [{"role": "system", "content": self.system_prompt()}, *self.history.messages()]
-            calls: list[ToolCall] = []
-            content: list[str] = []
-            async for event in self.brain.chat(messages, self.tools.schemas()):
-                if isinstance(event, TextDelta):
-                    speakable, found = parser.feed(event.text)
-                    calls.extend(found)
-                    if speakable:
-                        content.append(speakable)
-                        emit(splitter.feed(speakable))
-                elif isinstance(event, ToolCall):
-                    calls.append(event)
-                elif isinstance(event, BrainDone):
-                    break
-            speakable, found = parser.flush()
-            calls.extend(found)
-            if speakable:
-                content.append(speakable)
-                emit(splitter.feed(speakable))
-            record.backends["llm"] = self.brain.last_used
-            said = "".join(content).strip()
-            spoken.append(said)
-            self.history.add(_assistant_message(said, calls))
-            if not calls:
-                break
-            await commit()
-            for i, call in enumerate(calls):
-                outcome = await self.tools.call(call)
-                record.tool_calls.append(ToolRecord(call.name, call.arguments, outcome.result))
-                log.info("tool %s(%s) -> %s", call.name, call.arguments, outcome.result)
-                call_id = call.id or f"call_{i}"
-                self.history.add(
-                    {"role": "tool", "content": outcome.result, "tool_call_id": call_id, "name": call.name}
-                )
-                if outcome.song:
-                    song = self.songs.find(outcome.song) if self.songs else None
-                if outcome.end_conversation:
-                    end = True
-            if song is not None and not said:
-                break
-        emit(splitter.flush())
-        return " ".join(s for s in spoken if s), song, end
-
-
-def _assistant_message(said: str, calls: list[ToolCall]) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": said}
-    if calls:
-        message["tool_calls"] = [
-            {"id": c.id or f"call_{i}", "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-            for i, c in enumerate(calls)
-        ]
-    return message
-
-
-async def _nothing() -> None:
+async def _nothing(finished: bool = True) -> None:
     """An announcement has nothing to commit: nobody was speaking."""

@@ -4,7 +4,7 @@
 `{"text", "language", "conversation_id"?}`, answered the way Home Assistant answers:
 401 for a wrong token, `response_type` `action_done` with speech for commands it knows,
 `error` with a `data.code` for ones it cannot do, and a deliberately slow answer for
-texts containing "slowly".
+texts containing "slowly". `GET /api/` answers as HA does when a client checks its token.
 
     with FakeHomeAssistant(token="secret") as ha:
         ha.url; ha.requests  # every (headers, body) received, in order
@@ -87,6 +87,15 @@ def _make_handler(owner: FakeHomeAssistant) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             self.wfile.write(payload)
+
+        def do_GET(self) -> None:
+            """`GET /api/`: Home Assistant's "is the token good" endpoint (200 "API running." or 401)."""
+            if self.path != "/api/":
+                self._send(404, b"404: Not Found", "text/plain")
+            elif self.headers.get("Authorization") != f"Bearer {owner.token}":
+                self._send(401, b"401: Unauthorized", "text/plain; charset=utf-8")
+            else:
+                self._send(200, b'{"message": "API running."}', "application/json")
 
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", 0))
