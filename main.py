@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from core.config import Settings, load_settings
+from core.config import ROOT, Settings, load_settings
 from core.errors import BillyError
 
 log = logging.getLogger("billy")
@@ -215,7 +215,7 @@ async def _run(settings: Settings, page: bool = True) -> int:
             notifier.stopping(failure or "stopping")
         await billy.close()
         if devices.simulated_audio:
-            out = Path.cwd() / "sim-out"
+            out = ROOT / "sim-out"
             out.mkdir(exist_ok=True)
             devices.speaker.write_wav(out / "speaker.wav", started)  # type: ignore[attr-defined]
     if billy.restart_requested:

@@ -240,6 +240,7 @@ def test_billy_under_a_notify_socket_restarts_in_place_and_shuts_down(tmp_path: 
         env_file.write_text(
             f"MQTT_HOST={broker.host}\nMQTT_PORT={broker.port}\nMIC_TIMEOUT_SECONDS=1\n"
             "LOCAL_LLM_HOST=http://127.0.0.1:9\nREQUEST_TIMEOUT_SECONDS=1\n"
+            f"WEB_RUNTIME_DIR={tmp_path / 'runtime'}\nWEB_ENABLED=false\n"  # no page: this is about systemd
         )
         env = {
             **os.environ,

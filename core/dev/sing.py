@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
-from core.config import Settings
+from core.config import ROOT, Settings
 
 
 async def sing(settings: Settings, name: str | None, list_only: bool, simulate: bool) -> int:
@@ -34,7 +33,7 @@ async def sing(settings: Settings, name: str | None, list_only: bool, simulate: 
         body.close()
         devices.speaker.stop()
         if devices.simulated_audio:
-            out = Path.cwd() / "sim-out"
+            out = ROOT / "sim-out"
             out.mkdir(exist_ok=True)
             devices.speaker.write_wav(out / "song.wav", started)  # type: ignore[attr-defined]
             print(f"Simulated: the song went to {out / 'song.wav'}")
